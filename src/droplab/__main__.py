@@ -1,0 +1,100 @@
+"""The ``droplab`` command line: a table of subcommands, each owned by one module.
+
+Each module named in ``COMMANDS`` defines ``add_arguments(parser)`` and ``run(args) -> int``;
+it keeps heavy imports (torch, numba, matplotlib) inside ``run`` so that ``droplab --help``
+answers at once. Exit status: 0 success, 2 bad arguments, 1 other failures, 130 interrupted;
+errors are one line, with the traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module that owns it, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("droplab.experiments.demo", "the classic experiment, dropout vs none, with a report"),
+    "train": ("droplab.experiments.train_cmd", "train the MLP on Fashion-MNIST (torch or NumPy)"),
+    "sweep": ("droplab.experiments.sweep", "sweep dropout rates (and more) on cores or Ray"),
+    "mc": ("droplab.experiments.mc_cmd", "Monte-Carlo dropout: uncertainty, calibration, UCI"),
+    "bench": ("droplab.experiments.bench", "benchmark droplab's dropout kernels against PyTorch"),
+    "report": ("droplab.report.cmd", "(re)build the HTML report of a run or sweep folder"),
+    "tour": ("droplab.experiments.tour", "run every tutorial example, checked against PyTorch"),
+}
+
+EPILOG = """examples:
+  droplab demo                      # 5 epochs with and without dropout, opens nothing, writes a report
+  droplab train --dropout 0.2,0.5 --epochs 5 --out runs/a
+  droplab sweep --grid dropout=0,0.25,0.5,0.75 --grid subset=1000 --seeds 3 --out runs/s
+  droplab tour                      # every tutorial example, PASS/FAIL against PyTorch
+Run `droplab COMMAND --help` for the options of each command."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _top_parser() -> _Parser:
+    parser = _Parser(
+        prog="droplab",
+        description="droplab: dropout regularization, from the formula to experiments.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from droplab._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"droplab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (_, helptext) in COMMANDS.items():
+        sub.add_parser(name, help=helptext, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    top = _top_parser()
+    if not argv or argv[0] not in COMMANDS:
+        if argv and not argv[0].startswith("-"):
+            top.error(f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
+        top.parse_args(argv)  # --help / --version exit here
+        top.print_help()
+        return 2
+    name = argv[0]
+    module_name, helptext = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = _Parser(
+        prog=f"droplab {name}",
+        description=(module.__doc__ or helptext).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    from droplab._cli import DroplabError, UsageError
+
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"droplab {name}: interrupted", file=sys.stderr)
+        return 130
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"droplab {name}: error: {e}", file=sys.stderr)
+        return 2
+    except (DroplabError, OSError, ValueError, TypeError, RuntimeError) as e:
+        if debug:
+            raise
+        print(f"droplab {name}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""What every CLI handler shares: the error kinds that map to exit codes, and argument types.
+
+``UsageError`` (bad arguments) exits 2, ``DroplabError`` (anything else that went wrong in a way we
+can explain in one line: missing data, an unwritable folder) exits 1. Both print one line.
+The argument types raise ``argparse.ArgumentTypeError`` with the accepted range, which the
+parser turns into ``droplab CMD: error: argument --flag: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+class DroplabError(RuntimeError):
+    """A failure the CLI reports in one line with exit status 1."""
+
+
+class UsageError(ValueError):
+    """Bad command-line input: the CLI reports it in one line with exit status 2."""
+
+
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_range(lo: int | None = None, hi: int | None = None):
+    """An argparse type: an int in ``[lo, hi]`` (either end may be open)."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer in {_range(lo, hi)}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
+    """An argparse type: a float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
+        if bad_lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(
+                f"must be a number in {_range(lo, hi, lo_open)}, got {text}"
+            )
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def list_of(item_type, *, min_len: int = 1):
+    """An argparse type: a comma-separated list of ``item_type`` values."""
+
+    def parse(text: str) -> list:
+        parts = [s.strip() for s in text.split(",") if s.strip()]
+        if len(parts) < min_len:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return [item_type(s) for s in parts]
+
+    parse.__name__ = "list"
+    return parse
+
+
+def _range(lo, hi, lo_open: bool = False) -> str:
+    left = "(" if lo_open else "["
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+
+
+probability = float_range(0.0, 1.0)
+positive_int = int_range(1)
+positive_float = float_range(0.0, None, lo_open=True)

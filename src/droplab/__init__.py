@@ -45,7 +45,17 @@ _EXPORTS: dict[str, str] = {
     "mc_predict": "droplab.mc",
 }
 
-_SUBMODULES = ("data", "functional", "layers", "kernels", "mc", "scratch", "tools", "train", "models")
+_SUBMODULES = (
+    "data",
+    "functional",
+    "layers",
+    "kernels",
+    "mc",
+    "scratch",
+    "tools",
+    "train",
+    "models",
+)
 
 __all__ = ["__version__", *_EXPORTS, *_SUBMODULES]
 

@@ -52,7 +52,9 @@ def mix64_int(z: int) -> int:
 def check_seed(seed, name: str = "seed") -> int:
     """Validate a seed: an integer in ``[0, 2**64 - 1]``."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name} must be an int in [0, 2**64 - 1], got {type(seed).__name__} {seed!r}")
+        raise TypeError(
+            f"{name} must be an int in [0, 2**64 - 1], got {type(seed).__name__} {seed!r}"
+        )
     seed = int(seed)
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"{name} must be an int in [0, 2**64 - 1], got {seed}")

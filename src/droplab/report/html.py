@@ -91,8 +91,8 @@ def render_page(title: str, sections: list[Section], *, subtitle: str = "") -> s
     sub = f'<p class="meta">{esc(subtitle)}</p>' if subtitle else ""
     body = "\n".join(s.render() for s in sections)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head>\n"
         f"<body><h1>{esc(title)}</h1>{sub}\n{body}\n</body></html>\n"
     )

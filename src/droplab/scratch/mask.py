@@ -35,7 +35,9 @@ def _check(p, seed) -> int:
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0 <= p <= 1:
         raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int in [0, 2**64 - 1], got {type(seed).__name__} {seed!r}")
+        raise TypeError(
+            f"seed must be an int in [0, 2**64 - 1], got {type(seed).__name__} {seed!r}"
+        )
     if not 0 <= int(seed) <= MASK64:
         raise ValueError(f"seed must be an int in [0, 2**64 - 1], got {seed}")
     return int(seed)
@@ -72,3 +74,25 @@ def dropout_mask(shape, p: float, *, seed: int) -> np.ndarray:
     threshold = min(1 << 32, max(0, round(float(p) * 4294967296.0)))
     u = random_words(math.prod(shape), seed)
     return (u >= np.uint64(threshold)).reshape(shape)
+
+
+def stream_key(seed: int) -> int:
+    """The 64-bit key of a seed's stream: ``mix64(seed + GOLDEN)``.
+
+    The same function as ``droplab.kernels.rng.stream_key``, in pure Python ints.
+    """
+    return _mix64_int(_check(0.0, seed) + GOLDEN)
+
+
+def derive_seed(seed: int, step: int) -> int:
+    """The seed of step ``step`` of a seeded dropout module: distinct, well-mixed, repeatable.
+
+    ``mix64(stream_key(seed) ^ mix64((step * MIX1 + MIX2) mod 2**64))``, the same function as
+    ``droplab.kernels.rng.derive_seed`` (which this file cannot import: it imports torch).
+
+    Examples::
+
+        >>> derive_seed(0, 0) != derive_seed(0, 1)
+        True
+    """
+    return _mix64_int(stream_key(seed) ^ _mix64_int((int(step) * MIX1 + MIX2) & MASK64))

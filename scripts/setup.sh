@@ -19,7 +19,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
 # install torch alone first: a bare `torch` requirement would pull a multi-GB CUDA build
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"; then
   say "installing $TORCH_SPEC (CPU)"
   # shellcheck disable=SC2086
   "${PIP[@]}" install $TORCH_SPEC

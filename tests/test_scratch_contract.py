@@ -26,9 +26,25 @@ def test_scratch_never_imports_torch_or_numba():
 
 
 def test_public_names():
-    for name in ("Parameter", "Module", "Sequential", "Linear", "ReLU", "Sigmoid", "Tanh", "Dropout",
-                 "CrossEntropyLoss", "BCELoss", "L1Loss", "MSELoss", "SmoothL1Loss", "dropout_mask",
-                 "grad_check", "optim", "lr_scheduler"):
+    for name in (
+        "Parameter",
+        "Module",
+        "Sequential",
+        "Linear",
+        "ReLU",
+        "Sigmoid",
+        "Tanh",
+        "Dropout",
+        "CrossEntropyLoss",
+        "BCELoss",
+        "L1Loss",
+        "MSELoss",
+        "SmoothL1Loss",
+        "dropout_mask",
+        "grad_check",
+        "optim",
+        "lr_scheduler",
+    ):
         assert hasattr(scratch, name), name
 
 
@@ -64,8 +80,11 @@ def test_check_p_text_equals_functional(bad):
 
 def test_resolve_p_and_mode_texts_equal_functional():
     functional = pytest.importorskip("droplab.functional")
-    for call in (lambda m: m.resolve_p(0.2, 0.8), lambda m: m.resolve_p(None, 2.0),
-                 lambda m: m.check_mode("standard")):
+    for call in (
+        lambda m: m.resolve_p(0.2, 0.8),
+        lambda m: m.resolve_p(None, 2.0),
+        lambda m: m.check_mode("standard"),
+    ):
         with pytest.raises((TypeError, ValueError)) as theirs:
             call(functional)
         with pytest.raises(theirs.type, match=re.escape(str(theirs.value))):
@@ -102,7 +121,9 @@ def test_dropout_kept_values_exact_and_rate_within_binomial_bound(mode, seed):
     np.testing.assert_array_equal(kept, drop.mask)
     assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
     dLdX = drop.backward(np.ones(n))
-    np.testing.assert_array_equal(dLdX, np.where(kept, 1 / (1 - p) if mode == "inverted" else 1.0, 0))
+    np.testing.assert_array_equal(
+        dLdX, np.where(kept, 1 / (1 - p) if mode == "inverted" else 1.0, 0)
+    )
     assert drop.step == (0 if seed is None else 1)  # counts seeded steps, as droplab.Dropout
 
 

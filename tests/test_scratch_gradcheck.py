@@ -10,8 +10,12 @@ from droplab import scratch
 
 def dropout_mlp(dtype=np.float32):
     return scratch.Sequential(
-        scratch.Linear(6, 8, dtype=dtype, rng=0), scratch.ReLU(), scratch.Dropout(0.3, seed=1),
-        scratch.Linear(8, 7, dtype=dtype, rng=1), scratch.Tanh(), scratch.Dropout(0.5, rng=2),
+        scratch.Linear(6, 8, dtype=dtype, rng=0),
+        scratch.ReLU(),
+        scratch.Dropout(0.3, seed=1),
+        scratch.Linear(8, 7, dtype=dtype, rng=1),
+        scratch.Tanh(),
+        scratch.Dropout(0.5, rng=2),
         scratch.Linear(7, 4, dtype=dtype, rng=2),
     )
 
@@ -28,7 +32,15 @@ def test_passes_on_a_dropout_mlp_and_leaves_the_model_alone():
     result = scratch.grad_check(net, scratch.CrossEntropyLoss(), x, y, check_input=True)
     assert result.passed, str(result)
     assert result.max_rel_error < 1e-7
-    assert set(result.errors) == {"0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias", "input"}
+    assert set(result.errors) == {
+        "0.weight",
+        "0.bias",
+        "3.weight",
+        "3.bias",
+        "6.weight",
+        "6.bias",
+        "input",
+    }
     for k, v in net.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     assert net[2].step == 0 and net[0].weight.dtype == np.float32  # a copy was checked
@@ -47,7 +59,9 @@ def test_passes_on_a_dropout_mlp_and_leaves_the_model_alone():
     ids=["MSE", "L1-sum", "SmoothL1", "CE-probabilities"],
 )
 def test_passes_for_every_loss(loss_fn, target):
-    net = scratch.Sequential(scratch.Linear(6, 5, rng=0), scratch.Sigmoid(), scratch.Linear(5, 4, rng=1))
+    net = scratch.Sequential(
+        scratch.Linear(6, 5, rng=0), scratch.Sigmoid(), scratch.Linear(5, 4, rng=1)
+    )
     x, _ = batch()
     result = scratch.grad_check(net, loss_fn, x, target(np.random.default_rng(1)))
     assert result.passed, str(result)

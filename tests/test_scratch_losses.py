@@ -44,8 +44,13 @@ def test_cross_entropy_class_indices(reduction):
     rng = np.random.default_rng(0)
     x = rng.normal(scale=3, size=(7, 5))
     y = rng.integers(0, 5, size=7)
-    check(scratch.CrossEntropyLoss(reduction=reduction), torch.nn.CrossEntropyLoss(reduction=reduction),
-          x, y, f"CE indices {reduction}")
+    check(
+        scratch.CrossEntropyLoss(reduction=reduction),
+        torch.nn.CrossEntropyLoss(reduction=reduction),
+        x,
+        y,
+        f"CE indices {reduction}",
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -55,8 +60,13 @@ def test_cross_entropy_probabilities_and_one_hot(reduction):
     probs = rng.dirichlet(np.ones(4), size=6)
     one_hot = np.eye(4)[rng.integers(0, 4, size=6)]
     for t, label in ((probs, "probabilities"), (one_hot, "one-hot")):
-        check(scratch.CrossEntropyLoss(reduction=reduction),
-              torch.nn.CrossEntropyLoss(reduction=reduction), x, t, f"CE {label} {reduction}")
+        check(
+            scratch.CrossEntropyLoss(reduction=reduction),
+            torch.nn.CrossEntropyLoss(reduction=reduction),
+            x,
+            t,
+            f"CE {label} {reduction}",
+        )
 
 
 def test_cross_entropy_one_hot_equals_indices():
@@ -101,14 +111,18 @@ def test_regression_losses(ours, theirs, reduction):
     x = rng.normal(scale=2, size=(6, 3))
     t = rng.normal(scale=2, size=(6, 3))
     t[0, 0] = x[0, 0]  # a zero difference: L1's gradient is 0 there, as torch's
-    check(ours(reduction=reduction), theirs(reduction=reduction), x, t, f"{ours.__name__} {reduction}")
+    check(
+        ours(reduction=reduction), theirs(reduction=reduction), x, t, f"{ours.__name__} {reduction}"
+    )
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 3.0])
 def test_smooth_l1_beta(beta):
     rng = np.random.default_rng(5)
     x, t = rng.normal(scale=2, size=(20,)), rng.normal(scale=2, size=(20,))
-    check(scratch.SmoothL1Loss(beta=beta), torch.nn.SmoothL1Loss(beta=beta), x, t, f"SmoothL1 {beta}")
+    check(
+        scratch.SmoothL1Loss(beta=beta), torch.nn.SmoothL1Loss(beta=beta), x, t, f"SmoothL1 {beta}"
+    )
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -120,8 +134,13 @@ def test_bce(reduction):
     t[0, 0], t[0, 1] = 0.0, 1.0
     check(scratch.BCELoss(reduction=reduction), torch.nn.BCELoss(reduction=reduction), x, t, "BCE")
     w = rng.uniform(0.5, 2, size=(4,))
-    check(scratch.BCELoss(weight=w, reduction=reduction),
-          torch.nn.BCELoss(weight=torch.tensor(w), reduction=reduction), x, t, "BCE weight")
+    check(
+        scratch.BCELoss(weight=w, reduction=reduction),
+        torch.nn.BCELoss(weight=torch.tensor(w), reduction=reduction),
+        x,
+        t,
+        "BCE weight",
+    )
 
 
 def test_bce_rejects_out_of_range():
@@ -139,7 +158,9 @@ def test_backward_scales_with_upstream_and_needs_forward():
 
 
 def test_bad_reduction_and_shapes():
-    with pytest.raises(ValueError, match=re.escape("reduction must be one of 'mean', 'sum', 'none'")):
+    with pytest.raises(
+        ValueError, match=re.escape("reduction must be one of 'mean', 'sum', 'none'")
+    ):
         scratch.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match="target shape"):
         scratch.MSELoss()(np.zeros(3), np.zeros(4))
@@ -154,16 +175,20 @@ def test_l2_penalty_equals_weight_decay():
     lambd, m = 0.7, 30
 
     def make():
-        return scratch.Sequential(scratch.Linear(5, 8, dtype=np.float64, rng=0), scratch.Tanh(),
-                                  scratch.Linear(8, 3, dtype=np.float64, rng=1))
+        return scratch.Sequential(
+            scratch.Linear(5, 8, dtype=np.float64, rng=0),
+            scratch.Tanh(),
+            scratch.Linear(8, 3, dtype=np.float64, rng=1),
+        )
 
     a, b = make(), make()
     weights = lambda net: [net[0].weight, net[2].weight]  # noqa: E731
     biases = lambda net: [net[0].bias, net[2].bias]  # noqa: E731
     pen = scratch.L2Penalty(weights(a), lambd, m)
     opt_a = scratch.optim.SGD(a.parameters(), lr=0.1)
-    opt_b = scratch.optim.SGD([{"params": weights(b), "weight_decay": lambd / m},
-                               {"params": biases(b)}], lr=0.1)
+    opt_b = scratch.optim.SGD(
+        [{"params": weights(b), "weight_decay": lambd / m}, {"params": biases(b)}], lr=0.1
+    )
     loss_a, loss_b = scratch.CrossEntropyLoss(), scratch.CrossEntropyLoss()
     for _ in range(20):
         opt_a.zero_grad()

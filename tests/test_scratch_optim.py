@@ -69,13 +69,20 @@ CASES = [
     (optim.Adam, torch.optim.Adam, dict(lr=0.01, maximize=True)),
     (optim.Adagrad, torch.optim.Adagrad, dict()),
     (optim.Adagrad, torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01)),
-    (optim.Adagrad, torch.optim.Adagrad,
-     dict(lr=0.1, weight_decay=0.1, initial_accumulator_value=0.5, eps=1e-6)),
+    (
+        optim.Adagrad,
+        torch.optim.Adagrad,
+        dict(lr=0.1, weight_decay=0.1, initial_accumulator_value=0.5, eps=1e-6),
+    ),
     (optim.RMSprop, torch.optim.RMSprop, dict()),
     (optim.RMSprop, torch.optim.RMSprop, dict(lr=0.01, alpha=0.9, eps=1e-6)),
     (optim.RMSprop, torch.optim.RMSprop, dict(lr=0.001, momentum=0.9)),
     (optim.RMSprop, torch.optim.RMSprop, dict(lr=0.01, centered=True)),
-    (optim.RMSprop, torch.optim.RMSprop, dict(lr=0.005, centered=True, momentum=0.5, weight_decay=0.1)),
+    (
+        optim.RMSprop,
+        torch.optim.RMSprop,
+        dict(lr=0.005, centered=True, momentum=0.5, weight_decay=0.1),
+    ),
     (optim.Adam, torch.optim.Adam, dict()),
     (optim.Adam, torch.optim.Adam, dict(lr=0.01)),
     (optim.Adam, torch.optim.Adam, dict(lr=0.01, amsgrad=True)),
@@ -83,14 +90,20 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("ours, theirs, kwargs", CASES, ids=lambda c: str(c) if isinstance(c, dict) else c.__name__)
+@pytest.mark.parametrize(
+    "ours, theirs, kwargs", CASES, ids=lambda c: str(c) if isinstance(c, dict) else c.__name__
+)
 def test_optimizer_matches_torch_over_100_steps(ours, theirs, kwargs):
     W, v, _ = run_scratch(ours, kwargs, 100)
     tW, tv = run_torch(theirs, kwargs, 100)
     W0, _ = initial_params()
     assert not np.allclose(W, W0), "the optimizer did not move"
-    np.testing.assert_allclose(W, tW, rtol=1e-9, atol=1e-12, err_msg=f"{ours.__name__} W: ours vs torch")
-    np.testing.assert_allclose(v, tv, rtol=1e-9, atol=1e-12, err_msg=f"{ours.__name__} v: ours vs torch")
+    np.testing.assert_allclose(
+        W, tW, rtol=1e-9, atol=1e-12, err_msg=f"{ours.__name__} W: ours vs torch"
+    )
+    np.testing.assert_allclose(
+        v, tv, rtol=1e-9, atol=1e-12, err_msg=f"{ours.__name__} v: ours vs torch"
+    )
 
 
 @pytest.mark.parametrize("ours", [optim.SGD, optim.Adagrad, optim.RMSprop, optim.Adam])
@@ -100,7 +113,9 @@ def test_defaults_follow_torch(ours):
     tp = torch.zeros(2, requires_grad=True)
     mine, theirs = ours([p]).defaults, torch_cls([tp]).defaults
     for key, value in mine.items():
-        assert theirs[key] == value, f"{ours.__name__} default {key}: ours {value} vs torch {theirs[key]}"
+        assert theirs[key] == value, (
+            f"{ours.__name__} default {key}: ours {value} vs torch {theirs[key]}"
+        )
 
 
 @pytest.mark.parametrize("ours, _, kwargs", [CASES[2], CASES[9], CASES[14], CASES[17]])
@@ -127,7 +142,9 @@ def test_invalid_hyperparameters():
     p = [scratch.Parameter(np.zeros(1))]
     with pytest.raises(ValueError, match="Invalid learning rate: -1"):
         optim.SGD(p, lr=-1)
-    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):
+    with pytest.raises(
+        ValueError, match="Nesterov momentum requires a momentum and zero dampening"
+    ):
         optim.SGD(p, lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
         optim.Adam(p, betas=(0.9, 1.0))

@@ -23,7 +23,11 @@ def torch_twin_grads(layer, x: np.ndarray, dLdy: np.ndarray):
 
 @pytest.mark.parametrize(
     "ours, theirs",
-    [(scratch.ReLU, torch.nn.ReLU), (scratch.Sigmoid, torch.nn.Sigmoid), (scratch.Tanh, torch.nn.Tanh)],
+    [
+        (scratch.ReLU, torch.nn.ReLU),
+        (scratch.Sigmoid, torch.nn.Sigmoid),
+        (scratch.Tanh, torch.nn.Tanh),
+    ],
     ids=["ReLU", "Sigmoid", "Tanh"],
 )
 def test_activations(ours, theirs):
@@ -55,7 +59,9 @@ def test_linear(bias):
     np.testing.assert_allclose(y, ty, rtol=1e-13, err_msg="forward")
     np.testing.assert_allclose(dLdX, tdx, rtol=1e-13, err_msg="dLdX")
     for name, p in layer.named_parameters():
-        np.testing.assert_allclose(p.grad, getattr(twin, name).grad.numpy(), rtol=1e-13, err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, getattr(twin, name).grad.numpy(), rtol=1e-13, err_msg=name
+        )
     assert layer.backward(dLdy, input_grad=False) is None
 
 
@@ -75,8 +81,11 @@ def test_linear_default_init_matches_torch_distribution():
 
 @pytest.mark.parametrize(
     "name, std",
-    [("normal", lambda i, o: 0.01), ("kaiming_normal", lambda i, o: np.sqrt(2 / i)),
-     ("xavier_normal", lambda i, o: np.sqrt(2 / (i + o)))],
+    [
+        ("normal", lambda i, o: 0.01),
+        ("kaiming_normal", lambda i, o: np.sqrt(2 / i)),
+        ("xavier_normal", lambda i, o: np.sqrt(2 / (i + o))),
+    ],
 )
 def test_initializers(name, std):
     layer = scratch.Linear(500, 400, init=name, rng=0)
@@ -117,16 +126,24 @@ def test_tutorial_2_2_2_backprop_example():
     target = np.array([[0.01, 0.99]])
     W1, b1 = np.array([[0.15, 0.20], [0.25, 0.30]]), np.array([0.35, 0.35])
     W2, b2 = np.array([[0.40, 0.45], [0.50, 0.55]]), np.array([0.60, 0.60])
-    for hidden, torch_hidden in ((scratch.ReLU, torch.nn.ReLU), (scratch.Sigmoid, torch.nn.Sigmoid)):
-        net = scratch.Sequential(scratch.Linear(2, 2, dtype=np.float64), hidden(),
-                                 scratch.Linear(2, 2, dtype=np.float64), scratch.Sigmoid())
+    for hidden, torch_hidden in (
+        (scratch.ReLU, torch.nn.ReLU),
+        (scratch.Sigmoid, torch.nn.Sigmoid),
+    ):
+        net = scratch.Sequential(
+            scratch.Linear(2, 2, dtype=np.float64),
+            hidden(),
+            scratch.Linear(2, 2, dtype=np.float64),
+            scratch.Sigmoid(),
+        )
         net.load_state_dict({"0.weight": W1, "0.bias": b1, "2.weight": W2, "2.bias": b2})
         loss_fn = scratch.MSELoss()
         loss = loss_fn(net(x), target)
         dLdx = net.backward(loss_fn.backward())
 
-        twin = torch.nn.Sequential(torch.nn.Linear(2, 2), torch_hidden(), torch.nn.Linear(2, 2),
-                                   torch.nn.Sigmoid()).double()
+        twin = torch.nn.Sequential(
+            torch.nn.Linear(2, 2), torch_hidden(), torch.nn.Linear(2, 2), torch.nn.Sigmoid()
+        ).double()
         twin.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
         xt = torch.tensor(x, requires_grad=True)
         tloss = torch.nn.functional.mse_loss(twin(xt), torch.from_numpy(target))
@@ -147,10 +164,24 @@ def test_tutorial_2_2_2_backprop_example():
 P1, P2, SEED1, SEED2 = 0.2, 0.5, 101, 202
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small matrices, two BLAS libraries taking turns: their idle threads spin against each
+    other on a small machine, so torch runs on one thread here (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def scratch_mlp(dtype):
     return scratch.Sequential(
-        scratch.Linear(784, 256, dtype=dtype, rng=1), scratch.ReLU(), scratch.Dropout(P1, seed=SEED1),
-        scratch.Linear(256, 256, dtype=dtype, rng=2), scratch.ReLU(), scratch.Dropout(P2, seed=SEED2),
+        scratch.Linear(784, 256, dtype=dtype, rng=1),
+        scratch.ReLU(),
+        scratch.Dropout(P1, seed=SEED1),
+        scratch.Linear(256, 256, dtype=dtype, rng=2),
+        scratch.ReLU(),
+        scratch.Dropout(P2, seed=SEED2),
         scratch.Linear(256, 10, dtype=dtype, rng=3),
     )
 
@@ -166,7 +197,9 @@ class TorchMLP(torch.nn.Module):
         self.step = 0
 
     def drop(self, h, p, seed):
-        mask = torch.from_numpy(scratch.dropout_mask(h.shape, p, seed=scratch.derive_seed(seed, self.step)))
+        mask = torch.from_numpy(
+            scratch.dropout_mask(h.shape, p, seed=scratch.derive_seed(seed, self.step))
+        )
         return h * mask / (1 - p)
 
     def forward(self, x):
@@ -176,15 +209,19 @@ class TorchMLP(torch.nn.Module):
         return self.l3(h)
 
 
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-9), (np.float32, 1e-4)], ids=["float64", "float32"])
-def test_mlp_loss_curve_matches_torch_over_50_steps(dtype, rtol):
+@pytest.mark.parametrize(
+    "dtype, rtol", [(np.float64, 1e-9), (np.float32, 1e-4)], ids=["float64", "float32"]
+)
+def test_mlp_loss_curve_matches_torch_over_50_steps(dtype, rtol, one_torch_thread):
     net = scratch_mlp(dtype)
     twin = TorchMLP(torch.float64 if dtype == np.float64 else torch.float32)
     names = {"0": "l1", "3": "l2", "6": "l3"}
-    twin.load_state_dict({
-        f"{names[k.split('.')[0]]}.{k.split('.')[1]}": torch.from_numpy(v)
-        for k, v in net.state_dict().items()
-    })
+    twin.load_state_dict(
+        {
+            f"{names[k.split('.')[0]]}.{k.split('.')[1]}": torch.from_numpy(v)
+            for k, v in net.state_dict().items()
+        }
+    )
     opt = scratch.optim.SGD(net.parameters(), lr=0.5)
     topt = torch.optim.SGD(twin.parameters(), lr=0.5)
     loss_fn, tloss_fn = scratch.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
@@ -214,3 +251,16 @@ def test_mlp_loss_curve_matches_torch_over_50_steps(dtype, rtol):
     for k, v in sd.items():
         tv = twin.state_dict()[f"{names[k.split('.')[0]]}.{k.split('.')[1]}"].numpy()
         np.testing.assert_allclose(v, tv, rtol=rtol, atol=atol, err_msg=f"{k} after 50 steps")
+
+
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_seeded_dropout_equals_the_torch_engines_module_step_by_step(mode):
+    layers = pytest.importorskip("droplab.layers")
+    theirs = layers.Dropout(0.4, mode=mode, seed=77, backend="torch")
+    ours = scratch.Dropout(0.4, mode=mode, seed=77)
+    x = np.random.default_rng(0).normal(size=(16, 33))
+    for _ in range(4):
+        np.testing.assert_array_equal(ours(x), theirs(torch.from_numpy(x)).numpy())
+    theirs.eval(), ours.eval()
+    np.testing.assert_array_equal(ours(x), theirs(torch.from_numpy(x)).numpy())
+    assert ours.step == theirs.step == 4

@@ -86,7 +86,7 @@ def test_bad_seeds_is_an_argparse_error(tmp_path, capsys):
 
 def test_toml_file_and_flags_merge(tmp_path):
     path = tmp_path / "sweep.toml"
-    path.write_text('seeds = 2\n[grid]\ndropout = [0.0, 0.5, [0.2, 0.5]]\n[fixed]\nepochs = 3\n')
+    path.write_text("seeds = 2\n[grid]\ndropout = [0.0, 0.5, [0.2, 0.5]]\n[fixed]\nepochs = 3\n")
     args = _parse(["--file", str(path), "--grid", "subset=100,200", "--set", "lr=0.1"])
     spec = sweep.build_spec(args)
     assert spec.grid == {"dropout": [0.0, 0.5, (0.2, 0.5)], "subset": [100, 200]}
@@ -116,8 +116,9 @@ def test_trial_identity_is_the_config():
     assert len(trials) == 4 and len({t for t, _ in trials}) == 4
     assert [c["seed"] for _, c in trials] == [0, 0, 1, 1]  # seeds outermost
     assert all(tid == trial_id(c) for tid, c in trials)
-    again = sweep.plan(sweep.SweepSpec(grid={"dropout": [0.0, 0.5, 0.9]}, fixed={"epochs": 2},
-                                       seeds=[0, 1]))
+    again = sweep.plan(
+        sweep.SweepSpec(grid={"dropout": [0.0, 0.5, 0.9]}, fixed={"epochs": 2}, seeds=[0, 1])
+    )
     assert {t for t, _ in trials} < {t for t, _ in again}
 
 
@@ -171,8 +172,10 @@ def test_failing_trial_is_recorded_and_the_rest_complete(tmp_path, fake_log, cap
 
 def test_a_dead_worker_fails_its_trial_and_the_pool_recovers(tmp_path, fake_log):
     out = tmp_path / "s"
-    assert sweep_cmd(out, "--grid", "dropout=0,0.1,...,0.5", "--grid", "die=0,1",
-                     "--workers", "1") == 1
+    assert (
+        sweep_cmd(out, "--grid", "dropout=0,0.1,...,0.5", "--grid", "die=0,1", "--workers", "1")
+        == 1
+    )
     counts = statuses(out)
     assert counts["done"] == 6 and counts["failed"] == 6
     with Store(out / "sweep.db") as store:
@@ -180,11 +183,25 @@ def test_a_dead_worker_fails_its_trial_and_the_pool_recovers(tmp_path, fake_log)
 
 
 def _driver(out, *extra, env):
-    cmd = [sys.executable, "-m", "droplab", "sweep", "--out", str(out), "--workers", "2",
-           "--no-report", "--trainer", FAKE, "--set", f"log={out.parent / 'trainings.log'}",
-           *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "droplab",
+        "sweep",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-report",
+        "--trainer",
+        FAKE,
+        "--set",
+        f"log={out.parent / 'trainings.log'}",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _wait_done(db: Path, n: int, proc, timeout: float = 60.0) -> None:
@@ -247,8 +264,12 @@ def _descendants(pid: int) -> set[int]:
 def _assert_gone(pids: set[int], timeout: float = 15.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        left = {p for p in pids if Path(f"/proc/{p}").exists()
-                and Path(f"/proc/{p}/stat").read_text().split(") ", 1)[1][0] != "Z"}
+        left = {
+            p
+            for p in pids
+            if Path(f"/proc/{p}").exists()
+            and Path(f"/proc/{p}/stat").read_text().split(") ", 1)[1][0] != "Z"
+        }
         if not left:
             return
         time.sleep(0.2)
@@ -277,10 +298,27 @@ def test_report_plots_table_and_heatmap(tmp_path, fake_log):
     from droplab.report.sweep import PLOTS, best_settings, build
 
     out = tmp_path / "s"
-    rc = main(["sweep", "--out", str(out), "--workers", "2", "--trainer", FAKE,
-               "--set", f"log={fake_log}",
-               "--grid", "dropout=0,0.25,0.5,0.75", "--grid", "weight_decay=0,0.1",
-               "--grid", "subset=1000,60000", "--seeds", "2"])
+    rc = main(
+        [
+            "sweep",
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--trainer",
+            FAKE,
+            "--set",
+            f"log={fake_log}",
+            "--grid",
+            "dropout=0,0.25,0.5,0.75",
+            "--grid",
+            "weight_decay=0,0.1",
+            "--grid",
+            "subset=1000,60000",
+            "--seeds",
+            "2",
+        ]
+    )
     assert rc == 0
     html = (out / "report.html").read_text()
     for name in PLOTS.values():
@@ -306,15 +344,29 @@ def test_real_trials_are_deterministic_across_worker_counts(tmp_path):
         load_fashion_mnist(download=False)
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"no Fashion-MNIST: {e}")
-    grid = ("--grid", "dropout=0,0.5", "--set", "subset=256", "--set", "epochs=1",
-            "--set", "hidden=32:32", "--threads", "1")
+    grid = (
+        "--grid",
+        "dropout=0,0.5",
+        "--set",
+        "subset=256",
+        "--set",
+        "epochs=1",
+        "--set",
+        "hidden=32:32",
+        "--threads",
+        "1",
+    )
     assert sweep_cmd(tmp_path / "a", *grid, "--workers", "2", trainer=None) == 0
     assert sweep_cmd(tmp_path / "b", *grid, "--workers", "1", trainer=None) == 0
     results = []
     for name in "ab":
         with Store(tmp_path / name / "sweep.db") as store:
-            results.append({t.id: [{k: v for k, v in e.items() if k != "seconds"}
-                                   for e in t.epochs] for t in store.trials("done")})
+            results.append(
+                {
+                    t.id: [{k: v for k, v in e.items() if k != "seconds"} for e in t.epochs]
+                    for t in store.trials("done")
+                }
+            )
     assert len(results[0]) == 2 and results[0] == results[1]
     epoch = next(iter(results[0].values()))[-1]
     assert 0.0 < epoch["test_acc"] <= 1.0 and "train_acc_eval" in epoch

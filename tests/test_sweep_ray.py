@@ -16,8 +16,9 @@ def _metrics(out):
         trials = store.trials()
     assert all(t.status == "done" for t in trials), [t.error for t in trials]
     # wall times differ; everything else must not
-    return {t.id: [{k: v for k, v in e.items() if k != "seconds"} for e in t.epochs]
-            for t in trials}
+    return {
+        t.id: [{k: v for k, v in e.items() if k != "seconds"} for e in t.epochs] for t in trials
+    }
 
 
 def test_ray_gives_the_local_executors_numbers(tmp_path):
@@ -29,8 +30,23 @@ def test_ray_gives_the_local_executors_numbers(tmp_path):
         load_fashion_mnist(download=False)
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"no Fashion-MNIST: {e}")
-    grid = ["--grid", "dropout=0,0.5", "--seeds", "2", "--set", "subset=256", "--set", "epochs=2",
-            "--set", "hidden=32:32", "--threads", "1", "--workers", "2", "--no-report"]
+    grid = [
+        "--grid",
+        "dropout=0,0.5",
+        "--seeds",
+        "2",
+        "--set",
+        "subset=256",
+        "--set",
+        "epochs=2",
+        "--set",
+        "hidden=32:32",
+        "--threads",
+        "1",
+        "--workers",
+        "2",
+        "--no-report",
+    ]
     assert main(["sweep", "--out", str(tmp_path / "local"), *grid]) == 0
     assert main(["sweep", "--out", str(tmp_path / "ray"), "--executor", "ray", *grid]) == 0
     local, ray = _metrics(tmp_path / "local"), _metrics(tmp_path / "ray")

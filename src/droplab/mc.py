@@ -65,7 +65,9 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
     (``torch.nn.Dropout``/``1d``/``2d``/``3d``/``AlphaDropout``/``FeatureAlphaDropout`` and every
     droplab module with ``stochastic = True``) in training mode, so BatchNorm keeps using its
     running statistics. On exit, also after an exception, every module gets back its exact
-    previous ``training`` flag. Warns when the model has no dropout-like module.
+    previous ``training`` flag, and seeded droplab modules their ``step`` counter (so a
+    Monte-Carlo evaluation in the middle of a seeded training run does not shift its masks, and
+    repeating it repeats its masks). Warns when the model has no dropout-like module.
 
     Only the ``training`` flag of the dropout modules themselves is set (not their children's).
 
@@ -82,6 +84,9 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
     """
     saved = [(m, m.training) for m in model.modules()]
     drops = dropout_modules(model)
+    # seeded droplab modules count their training forwards (mask k comes from (seed, k)):
+    # put the counters back too, so an evaluation amid a seeded training run leaves its masks
+    steps = [(m, m.step) for m in drops if isinstance(getattr(m, "step", None), int)]
     if not drops:
         warnings.warn(
             f"mc_dropout: {type(model).__name__} has no dropout module (torch.nn.Dropout & co or a "
@@ -98,6 +103,8 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in saved:
             m.training = flag
+        for m, step in steps:
+            m.step = step
 
 
 # ----------------------------------------------------------------------------------------------
@@ -187,7 +194,8 @@ def mc_predict(
     element by element from torch's generator (``torch.rand``, and ``F.dropout`` on CPUs where
     torch does not use MKL's parallel Bernoulli), vectorized and looped give the same numbers;
     with several dropout layers the two draw the same distribution in another order. Every
-    row's mask is independent, as in a loop.
+    row's mask is independent, as in a loop. droplab modules built with their own ``seed`` draw
+    from it (their step counter is restored afterwards), not from ``seed``.
 
     Args:
         model: the network; run under ``mc_dropout`` (dropout samples, the rest in eval) and
@@ -243,6 +251,7 @@ def mc_predict(
         fork = torch.random.fork_rng(devices=devices)
 
     acc = {}  # per-example sums over passes, float64 for T in the thousands
+    first, identical = None, T > 1
     kept = []
     bar = _progress_bar(len(starts), progress)
     with fork, mc_dropout(model), torch.no_grad(), (bar or contextlib.nullcontext()):
@@ -259,6 +268,13 @@ def mc_predict(
             else:
                 y = out.float()
                 parts = {"y": y, "y2": y * y}
+            v = parts["p" if task == "classify" else "y"]
+            fresh = min(e, n) - s  # rows of pass 0 in this chunk: kept to compare later passes
+            if fresh > 0:
+                first = v[:fresh].clone() if first is None else torch.cat([first, v[:fresh]])
+            if identical and e > n:
+                later = slice(max(fresh, 0), None)
+                identical = torch.equal(v[later], first[idx[later]])
             for k, v in parts.items():
                 if k not in acc:
                     acc[k] = torch.zeros((n, *v.shape[1:]), dtype=torch.float64, device=device)
@@ -287,8 +303,7 @@ def mc_predict(
             var = var + 1.0 / tau
         result = MCPrediction(mean.to(dtype), var.to(dtype), None, None, kept_t, task, T)
 
-    spread = var if tau is None else var - 1.0 / tau
-    if T > 1 and n > 0 and float(spread.max()) == 0.0:
+    if identical and n > 0:
         warnings.warn(
             f"mc_predict: all {T} passes gave identical outputs: no dropout was active. "
             "Functional dropout written as F.dropout(x, p, training=self.training) follows the "

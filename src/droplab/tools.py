@@ -89,8 +89,9 @@ def check_scaling(
 
     Args:
         module: the layer (or model) to check.
-        x: its input. Default: ``torch.ones(64, 128)`` in the dtype and device of the module's
-            parameters (float32 on the CPU if it has none).
+        x: its input; give one for modules that need a particular shape (``DropConnect``,
+            ``Dropout2d``, a model). Default: ``torch.ones(64, 128)`` in the dtype and device of
+            the module's parameters (float32 on the CPU if it has none).
         samples: training forward passes to average. Default: 200
         z: the tolerance in standard errors. Default: 6.0
 

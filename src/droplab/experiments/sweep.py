@@ -218,7 +218,8 @@ def plan(spec: SweepSpec, config_class=None) -> list[tuple[str, dict]]:
         unknown = sorted((set(spec.grid) | set(spec.fixed)) - known)
         if unknown:
             raise UsageError(
-                f"unknown option(s) {', '.join(unknown)}; sweepable: {', '.join(sorted(known))}"
+                f"unknown option(s) {', '.join(unknown)}; sweepable: "
+                f"{', '.join(sorted(known - {'seed', *_EXECUTION_KEYS}))}"
             )
     keys = list(spec.grid)
     trials, seen = [], set()

@@ -198,7 +198,10 @@ def build(directory) -> Path:
         overview.add(
             paragraph(
                 f"Swept: {', '.join(keys) or 'nothing'}; seeds: {', '.join(map(str, seeds))}. "
-                "Accuracies are the final epoch's; the gap is train accuracy - test accuracy."
+                "Accuracies are the final epoch's. The gap is train accuracy - test accuracy, with "
+                "the train accuracy measured with dropout off (the final model in eval mode) where "
+                "the trainer reports it (the torch engine), else the running accuracy of the last "
+                "epoch, with dropout on."
             )
         )
         fixed = {k: _value(v) for k, v in done[0].config.items() if k not in keys and k != "seed"}

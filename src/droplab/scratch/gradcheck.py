@@ -56,8 +56,10 @@ class GradCheckResult:
         return self.passed
 
     def __str__(self) -> str:
-        lines = [f"gradient check {'passed' if self.passed else 'FAILED'} "
-                 f"(max relative error {self.max_rel_error:.3e}, threshold {self.threshold:.0e})"]
+        lines = [
+            f"gradient check {'passed' if self.passed else 'FAILED'} "
+            f"(max relative error {self.max_rel_error:.3e}, threshold {self.threshold:.0e})"
+        ]
         width = max(len(n) for n in self.errors)
         for name, err in self.errors.items():
             flag = "" if err <= self.threshold else "   <-- wrong gradient"

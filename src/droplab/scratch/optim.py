@@ -82,8 +82,11 @@ class Optimizer:
             group.setdefault(key, value)
         self.param_groups.append(group)
 
-    def zero_grad(self) -> None:
-        """Set every parameter's gradient to zero (torch sets them to ``None``)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Set every parameter's gradient to zero.
+
+        ``set_to_none`` is accepted for torch's signature; gradients here are always arrays.
+        """
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad[...] = 0

@@ -1,0 +1,357 @@
+"""Monte-Carlo dropout: mode switching, sampling, and the uncertainty and calibration metrics."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import droplab
+from droplab import mc
+from droplab.mc import mc_dropout, mc_predict
+
+
+def mlp(p=0.5, *, bn=False, d=6, h=32, c=4, seed=0):
+    torch.manual_seed(seed)
+    layers = [nn.Linear(d, h)]
+    if bn:
+        layers.append(nn.BatchNorm1d(h))
+    layers += [nn.ReLU(), nn.Dropout(p), nn.Linear(h, c)]
+    return nn.Sequential(*layers)
+
+
+class RandDropout(nn.Module):
+    """A dropout module of the kind droplab ships (``stochastic = True``), drawing its mask with
+    ``torch.rand``: element by element from torch's generator on every CPU."""
+
+    stochastic = True
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (torch.rand(x.shape) >= self.p) / (1 - self.p)
+
+
+class FunctionalDropout(nn.Module):
+    """The trap: functional dropout tied to the parent's mode, which mc_dropout cannot switch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(nn.functional.dropout(x, 0.5, training=self.training))
+
+
+# ----------------------------------------------------------------------------------------------
+# mc_dropout: modes
+# ----------------------------------------------------------------------------------------------
+
+
+def test_only_dropout_samples_batchnorm_stays_eval():
+    net = mlp(bn=True)
+    net.train()
+    with mc_dropout(net) as m:
+        assert m is net
+        assert [x.training for x in net] == [False, False, False, True, False]
+        assert not net.training
+    assert all(x.training for x in net.modules())
+
+
+def test_restores_exact_mixed_modes():
+    net = mlp(bn=True)
+    net.train()
+    net[1].eval()  # a frozen BatchNorm inside a model in training
+    net[3].eval()
+    before = [x.training for x in net.modules()]
+    with mc_dropout(net):
+        pass
+    assert [x.training for x in net.modules()] == before
+
+
+def test_restores_after_an_exception():
+    net = mlp(bn=True).eval()
+    before = [x.training for x in net.modules()]
+    with pytest.raises(KeyError), mc_dropout(net):
+        assert net[3].training and not net[1].training
+        raise KeyError("boom")
+    assert [x.training for x in net.modules()] == before
+
+
+def test_batchnorm_running_stats_untouched():
+    net = mlp(bn=True).eval()
+    stats = net[1].running_mean.clone()
+    mc_predict(net, torch.randn(8, 6), 10, seed=0)
+    assert torch.equal(net[1].running_mean, stats)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [nn.Dropout(0.3), nn.Dropout1d(0.3), nn.Dropout2d(0.3), nn.Dropout3d(0.3),
+     nn.AlphaDropout(0.3), nn.FeatureAlphaDropout(0.3), RandDropout(0.3)],
+    ids=lambda m: type(m).__name__,
+)
+def test_finds_every_dropout_kind(module):
+    net = nn.Sequential(nn.Linear(3, 3), module).eval()
+    with mc_dropout(net):
+        assert module.training and not net[0].training
+    assert not module.training
+
+
+def test_finds_droplab_modules():
+    net = nn.Sequential(nn.Linear(3, 3), droplab.Dropout(0.3)).eval()
+    with mc_dropout(net):
+        assert net[1].training
+
+
+def test_seeded_droplab_step_counter_restored():
+    layer = droplab.Dropout(0.5, seed=7)
+    net = nn.Sequential(nn.Linear(4, 4), layer).eval()
+    layer.step = 3
+    with mc_dropout(net):
+        net(torch.ones(2, 4))
+        net(torch.ones(2, 4))
+    assert layer.step == 3
+    a = mc_predict(net, torch.ones(5, 4), 8, task="regress")
+    b = mc_predict(net, torch.ones(5, 4), 8, task="regress")
+    assert torch.equal(a.mean, b.mean) and float(a.variance.max()) > 0
+
+
+def test_warns_without_dropout():
+    net = nn.Sequential(nn.Linear(3, 3))
+    with pytest.warns(RuntimeWarning, match="no dropout module"), mc_dropout(net):
+        pass
+
+
+def test_warns_when_passes_are_identical():
+    with warnings.catch_warnings(), pytest.warns(RuntimeWarning, match="identical outputs"):
+        warnings.simplefilter("ignore", category=UserWarning)
+        mc_predict(FunctionalDropout(), torch.randn(4, 6), 5)
+
+
+def test_no_identical_warning_with_active_dropout():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mc_predict(mlp(), torch.randn(4, 6), 5, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# mc_predict: sampling
+# ----------------------------------------------------------------------------------------------
+
+
+def test_shapes_and_bounds_classify():
+    C = 4
+    out = mc_predict(mlp(c=C), torch.randn(50, 6) * 3, 40, seed=0)
+    assert out.mean.shape == (50, C) and out.variance.shape == (50, C)
+    assert out.entropy.shape == (50,) and out.mutual_info.shape == (50,)
+    assert torch.allclose(out.mean.sum(1), torch.ones(50), atol=1e-5)
+    assert (out.entropy >= 0).all() and (out.entropy <= math.log(C) + 1e-6).all()
+    assert (out.mutual_info >= 0).all() and (out.mutual_info <= out.entropy).all()
+    assert out.mutual_info.max() > 0
+    assert (out.variance >= 0).all() and (out.variance <= 0.25).all()
+    assert out.prediction.shape == (50,)
+
+
+def test_bounds_at_the_extremes():
+    # a uniform predictor: H = log C, BALD = 0; a certain one: H = BALD = 0
+    class Const(nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.logits.expand(x.shape[0], -1) + 0 * self.drop(x).sum()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = mc_predict(Const(torch.zeros(1, 5)), torch.ones(3, 2), 4)
+        sure = mc_predict(Const(torch.tensor([[0.0, 200.0, 0.0]])), torch.ones(3, 2), 4)
+    assert torch.allclose(flat.entropy, torch.full((3,), math.log(5)))
+    assert torch.allclose(flat.mutual_info, torch.zeros(3), atol=1e-7)
+    assert torch.allclose(sure.entropy, torch.zeros(3), atol=1e-7)
+    assert (sure.mutual_info == 0).all()
+
+
+def test_entropy_and_bald_match_their_definitions():
+    net, x = mlp(), torch.randn(9, 6)
+    out = mc_predict(net, x, 30, seed=3, keep_samples=True)
+    p = out.samples.double()  # (T, N, C)
+    pbar = p.mean(0)
+    H = -(pbar * pbar.log()).sum(1)
+    EH = -(p * p.log()).sum(2).mean(0)
+    torch.testing.assert_close(out.mean.double(), pbar, rtol=0, atol=1e-6)
+    torch.testing.assert_close(out.entropy.double(), H, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.mutual_info.double(), (H - EH).clamp(min=0), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.variance.double(), p.var(0, unbiased=False), rtol=0, atol=1e-6)
+
+
+def test_seeded_runs_repeat_and_leave_global_rng_alone():
+    net, x = mlp(), torch.randn(10, 6)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = mc_predict(net, x, 20, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = mc_predict(net, x, 20, seed=5, batch_size=7)
+    c = mc_predict(net, x, 20, seed=6)
+    torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=1e-6)  # chunking: GEMM rounding only
+    assert not torch.allclose(a.mean, c.mean)
+
+
+def looped(net, x, T, seed):
+    """The reference: a Python loop of T passes drawing from the same seeded stream."""
+    torch.manual_seed(seed)
+    with mc_dropout(net), torch.no_grad():
+        return torch.stack([torch.softmax(net(x), -1) for _ in range(T)])
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 13, 40, 10_000])
+def test_vectorized_equals_looped_same_seed(batch_size):
+    """mc_predict orders the repeated batch pass-major, so a model whose one dropout layer draws
+    its mask element by element from torch's generator gets the very same masks as a loop of
+    passes; the outputs agree up to float rounding of matrix products of other shapes."""
+    net = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), RandDropout(0.5), nn.Linear(32, 4))
+    x = torch.randn(8, 6)
+    vec = mc_predict(net, x, 25, seed=11, batch_size=batch_size, keep_samples=True)
+    ref = looped(net, x, 25, 11)
+    torch.testing.assert_close(vec.samples, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(vec.mean, ref.mean(0), rtol=0, atol=1e-6)
+
+
+def test_vectorized_equals_looped_torch_dropout():
+    torch.manual_seed(0)
+    serial = torch.equal(nn.functional.dropout(torch.ones(6, 5), 0.5),
+                         torch.cat([nn.functional.dropout(torch.ones(2, 5), 0.5)
+                                    for _ in range(3)]) if torch.manual_seed(0) else None)
+    if not serial:
+        pytest.skip("this CPU's torch draws Bernoulli masks in parallel chunks (MKL)")
+    net, x = mlp(), torch.randn(8, 6)
+    vec = mc_predict(net, x, 25, seed=4, keep_samples=True)
+    torch.testing.assert_close(vec.samples, looped(net, x, 25, 4), rtol=0, atol=1e-5)
+
+
+def test_vectorized_matches_looped_in_distribution_with_two_layers():
+    """With two dropout layers the stream is drawn in another order: same distribution."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 32),
+                        nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
+    x = torch.randn(4, 6)
+    T = 4000
+    vec = mc_predict(net, x, T, seed=1, keep_samples=True).samples
+    ref = looped(net, x, T, 2)
+    se = (vec.var(0) / T + ref.var(0) / T).sqrt()
+    assert ((vec.mean(0) - ref.mean(0)).abs() <= 5 * se + 1e-6).all()
+
+
+def test_regression_variance_adds_inverse_tau():
+    net = mlp(c=1)
+    x = torch.randn(6, 6)
+    plain = mc_predict(net, x, 50, seed=0, task="regress", keep_samples=True)
+    noisy = mc_predict(net, x, 50, seed=0, task="regress", tau=4.0)
+    y = plain.samples.double()
+    torch.testing.assert_close(plain.mean.double(), y.mean(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(plain.variance.double(), y.var(0, unbiased=False), rtol=0, atol=1e-5)
+    torch.testing.assert_close(noisy.variance, plain.variance + 0.25, rtol=0, atol=1e-6)
+    assert plain.entropy is None and plain.mutual_info is None
+
+
+def test_bad_arguments():
+    net, x = mlp(), torch.randn(3, 6)
+    with pytest.raises(ValueError, match="task must be one of"):
+        mc_predict(net, x, task="segment")
+    with pytest.raises(ValueError, match="samples must be an integer >= 1"):
+        mc_predict(net, x, 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        mc_predict(net, x, batch_size=0)
+    with pytest.raises(ValueError, match="tau is for task='regress'"):
+        mc_predict(net, x, tau=1.0)
+    with pytest.raises(ValueError, match="tau must be a positive"):
+        mc_predict(net, x, task="regress", tau=-1.0)
+
+
+def test_public_names():
+    assert droplab.mc_dropout is mc_dropout and droplab.mc_predict is mc_predict
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics
+# ----------------------------------------------------------------------------------------------
+
+
+def test_ece_of_a_calibrated_predictor_is_near_zero():
+    # labels drawn from the predicted distribution itself: calibrated by construction
+    g = torch.Generator().manual_seed(0)
+    n, C = 200_000, 5
+    probs = torch.softmax(torch.randn(n, C, generator=g) * 2, 1)
+    labels = torch.multinomial(probs, 1, generator=g).squeeze(1)
+    assert mc.ece(probs, labels) < 0.01
+
+
+def test_ece_of_an_overconfident_predictor_by_hand():
+    # 10 examples, all predicted with confidence 0.9 for class 0; 6 are class 0:
+    # one bin, |acc - conf| = |0.6 - 0.9| = 0.3
+    probs = torch.tensor([[0.9, 0.1]] * 10, dtype=torch.float64)
+    labels = torch.tensor([0] * 6 + [1] * 4)
+    assert mc.ece(probs, labels) == pytest.approx(0.3, abs=1e-12)
+    # two bins: 4 at conf 0.95 (3 right), 6 at conf 0.7 (3 right):
+    # 0.4 * |0.75 - 0.95| + 0.6 * |0.5 - 0.7| = 0.08 + 0.12 = 0.2
+    probs = torch.tensor([[0.95, 0.05]] * 4 + [[0.3, 0.7]] * 6, dtype=torch.float64)
+    labels = torch.tensor([0, 0, 0, 1] + [1, 1, 1, 0, 0, 0])
+    assert mc.ece(probs, labels) == pytest.approx(0.2, abs=1e-12)
+    r = mc.reliability(probs, labels, 10)
+    assert sum(r["count"]) == 10 and r["count"][9] == 4 and r["count"][6] == 6
+
+
+def test_nll_brier_accuracy_by_hand():
+    probs = torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]])
+    labels = torch.tensor([0, 2])
+    assert mc.accuracy(probs, labels) == 0.5
+    assert mc.nll(probs, labels) == pytest.approx(-(math.log(0.5) + math.log(0.1)) / 2)
+    b1 = 0.5**2 + 0.25**2 + 0.25**2
+    b2 = 0.1**2 + 0.8**2 + 0.9**2
+    assert mc.brier(probs, labels) == pytest.approx((b1 + b2) / 2)
+
+
+def test_auroc():
+    assert mc.auroc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert mc.auroc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert mc.auroc([0.5, 0.5, 0.5, 0.5], [False, True, False, True]) == 0.5
+    # 2 positives (0.3, 0.7) vs 2 negatives (0.5, 0.3): pairs 0.3>0.5 no, 0.3=0.3 half,
+    # 0.7>0.5 yes, 0.7>0.3 yes -> 2.5 / 4
+    assert mc.auroc([0.3, 0.7, 0.5, 0.3], [True, True, False, False]) == 0.625
+    assert math.isnan(mc.auroc([0.1, 0.2], [True, True]))
+
+
+def test_gaussian_log_likelihood_against_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    T, N, tau = 7, 5, 2.5
+    samples = torch.randn(T, N, generator=g, dtype=torch.float64)
+    y = torch.randn(N, generator=g, dtype=torch.float64)
+    # the density of a mixture of T Gaussians N(y_t, 1/tau), averaged in log over points
+    direct = []
+    for n in range(N):
+        dens = sum(math.sqrt(tau / (2 * math.pi)) * math.exp(-tau / 2 * (y[n] - samples[t, n]) ** 2)
+                   for t in range(T)) / T
+        direct.append(math.log(dens))
+    per = mc.gaussian_log_likelihood(y, samples, tau, per_point=True)
+    torch.testing.assert_close(per, torch.tensor(direct, dtype=torch.float64))
+    assert mc.gaussian_log_likelihood(y, samples, tau) == pytest.approx(sum(direct) / N)
+
+
+def test_rmse():
+    assert mc.rmse([1.0, 2.0], [1.0, 4.0]) == pytest.approx(math.sqrt(2))
+
+
+def test_metric_input_errors():
+    with pytest.raises(ValueError, match="expected probs"):
+        mc.ece(torch.ones(3), torch.ones(3))
+    with pytest.raises(ValueError, match="no examples"):
+        mc.accuracy(torch.ones(0, 2), torch.ones(0))

@@ -225,7 +225,7 @@ def train_and_evaluate(
 
         # MC: T passes; pass t samples one mask per network, shared by the eval rows, i.e. the
         # weights diag(m1_t) W1 and diag(m2_t) W2 (scaled by 1/(1-p))
-        chunk = sample_chunk or max(1, min(samples, 2**20 // max(1, G * m * n_hidden)))
+        chunk = sample_chunk or max(1, min(samples, 2**22 // max(1, G * m * n_hidden)))  # ~16 MB
         lse = torch.full((G, m), -math.inf, dtype=torch.float64)
         ysum = torch.zeros(G, m, dtype=torch.float64)
         p4, s4 = p_[..., None], scale[..., None]  # (G, 1, 1, 1)

@@ -69,20 +69,31 @@ def test_grads_match_autograd():
     f64 = torch.float64
     params = [torch.randn(G, d, H, generator=g, dtype=f64), torch.randn(G, 1, H, generator=g, dtype=f64),
               torch.randn(G, H, 1, generator=g, dtype=f64), torch.randn(G, 1, 1, generator=g, dtype=f64)]
-    xm = torch.randn(G, b, d, generator=g, dtype=f64)
-    yb = torch.randn(G, b, 1, generator=g, dtype=f64)
-    keep = torch.rand(G, b, H, generator=g) > 0.3
+    x = torch.randn(G, b, d, generator=g, dtype=f64)
+    y = torch.randn(G, b, 1, generator=g, dtype=f64)
+    kx = torch.rand(G, b, d, generator=g) > 0.2
+    kh = torch.rand(G, b, H, generator=g) > 0.3
     scale = torch.tensor([1.25, 1.1, 1.0], dtype=f64)[:, None, None]
     reg = torch.tensor([0.1, 0.2, 0.3], dtype=f64)
-    ours = uci._grads([q.clone() for q in params], xm, yb, keep, scale, (2 * reg)[:, None, None])
+    ours = uci._grads([q.clone() for q in params], x, y, kx, kh, scale, (2 * reg)[:, None, None])
 
     W1, b1, W2, b2 = (q.clone().requires_grad_() for q in params)
-    h = torch.relu(torch.baddbmm(b1, xm, W1)) * keep * scale
+    h = torch.relu(torch.baddbmm(b1, x * kx * scale, W1)) * kh * scale
     out = torch.baddbmm(b2, h, W2)
-    loss = ((out - yb) ** 2).mean((1, 2)) + reg * (W1.pow(2).sum((1, 2)) + W2.pow(2).sum((1, 2)))
-    loss.sum().backward()
+    loss = ((out - y) ** 2).mean((1, 2)) + reg * (W1.pow(2).sum((1, 2)) + W2.pow(2).sum((1, 2)))
+    loss.sum().backward()  # a sum over networks: each gets its own gradient
     for name, a, q in zip(("W1", "b1", "W2", "b2"), ours, (W1, b1, W2, b2)):
         torch.testing.assert_close(a, q.grad, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_keep_threshold_rate():
+    g = torch.Generator().manual_seed(0)
+    for p in (0.005, 0.05, 0.5):
+        thr = uci.keep_threshold(p)
+        bits = torch.empty(250_000, dtype=torch.int64).random_(-(2**63), None, generator=g)
+        keep = (bits.view(torch.int16) >= thr).double().mean()
+        n = bits.numel() * 4
+        assert abs(float(keep) - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n) + 2**-16
 
 
 def test_adam_matches_torch_optim():
@@ -145,7 +156,7 @@ def test_cli_toy_run_writes_json_and_report(tmp_path, capsys):
     root = write_toy(tmp_path / "data")
     out = tmp_path / "out"
     code = main(["mc", "--uci", "toy", "--data-dir", str(root), "--splits", "2",
-                 "--uci-epochs", "5", "--test-samples", "50", "--out", str(out)])
+                 "--uci-epochs", "5", "--test-samples", "50", "--workers", "1", "--out", str(out)])
     assert code == 0
     data = json.loads((out / "mc.json").read_text())
     assert data["uci"]["toy"]["splits"] == 2

@@ -129,7 +129,7 @@ def fashion_sections(f: dict) -> list[Section]:
     speed = Section("Vectorized sampling vs a Python loop")
     speed.add(paragraph(
         "mc_predict repeats the batch T times in one forward; the baseline loops over T passes. "
-        "Best of 3, same run, same model."
+        "Best of 5, same run, same model."
     ))
     speed.add(table(["N", "T", "vectorized (ms)", "loop (ms)", "speed-up"],
                     [[s["N"], s["T"], f"{s['vectorized_s'] * 1e3:.1f}",

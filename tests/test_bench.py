@@ -18,10 +18,23 @@ def test_bench_quick_subset(tmp_path, capsys):
                  "--json", str(out)])
     assert code == 0
     data = json.loads(out.read_text())
-    assert {r["direction"] for r in data["results"]} == {"forward", "backward", "forward+backward"}
+    assert {r["direction"] for r in data["results"]} == {
+        "forward", "forward in-place", "backward", "forward+backward"}
+    assert {r["size"] for r in data["overhead_us"]} == {"1K", "4K", "64K"}
+    assert all(v > 0 for r in data["overhead_us"] for v in r["us_per_call"].values())
     assert data["saved_bytes_per_element"]["fast"] == 0
     assert data["saved_bytes_per_element"]["fast packed"] == 0.125
     assert "machine" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_overhead_only(tmp_path, capsys):
+    out = tmp_path / "overhead.json"
+    assert main(["bench", "--overhead", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert "results" not in data and len(data["overhead_us"]) == 6
+    text = capsys.readouterr().out
+    assert "per-call overhead" in text and "threads" in text
 
 
 @pytest.mark.parametrize("argv", [["--sizes", "3M"], ["--dtypes", "int8"], ["--p", "1.5"]])

@@ -141,7 +141,9 @@ def test_every_flag_reaches_the_config(tmp_path, tiny_cli):
 
 CHILD = """
 import sys
-sys.path.insert(0, {tests!r})from droplab.experiments import train_cmd
+sys.path.insert(0, {tests!r})
+from conftest import make_tiny
+from droplab.experiments import train_cmd
 from droplab.__main__ import main
 train_cmd.load_data = lambda: make_tiny(2048, 64)
 sys.exit(main(["train", "--out", {out!r}, "--epochs", "100000", "--hidden", "256,256",
@@ -158,6 +160,7 @@ def test_ctrl_c_exits_130_and_leaves_consistent_files(tmp_path):
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.json").exists() and time.monotonic() < deadline:
+            assert child.poll() is None, child.communicate()
             time.sleep(0.05)
         assert (out / "metrics.json").exists(), "no epoch finished in 120 s"
         child.send_signal(signal.SIGINT)

@@ -280,14 +280,24 @@ def test_opcheck():
 
 
 def test_torch_compile_parity_aot_eager():
+    # compiled code goes through the droplab:: custom ops, eager through autograd.Functions:
+    # the same bits, forward and backward, plain, packed and in place
     x = torch.randn(64, 33, requires_grad=True)
     f = torch.compile(lambda t, s: fast_dropout(t, 0.1, 1 / 0.9, s) * 2, backend="aot_eager",
                       fullgraph=True)
+    fp = torch.compile(lambda t, s: fast_dropout(t, 0.1, 1 / 0.9, s, packed=True) * 2,
+                       backend="aot_eager", fullgraph=True)
+    fi = torch.compile(lambda t, s: fast_dropout(t * 1, 0.1, 1 / 0.9, s, inplace=True) * 2,
+                       backend="aot_eager", fullgraph=True)
     for seed in (5, 6, 2**64 - 1):
-        y = f(x, seed)
-        assert torch.equal(y, fast_dropout(x, 0.1, 1 / 0.9, seed) * 2)
-        (g,) = torch.autograd.grad(y.sum(), x)
-        assert torch.equal(g, dropout_mask(x.shape, 0.1, seed=seed).float() * (2 / 0.9))
+        eager = fast_dropout(x, 0.1, 1 / 0.9, seed) * 2
+        (g_eager,) = torch.autograd.grad(eager.sum(), x)
+        assert torch.equal(g_eager, dropout_mask(x.shape, 0.1, seed=seed).float() * (2 / 0.9))
+        for fn in (f, fp, fi):
+            y = fn(x, seed)
+            assert torch.equal(y, eager)
+            (g,) = torch.autograd.grad(y.sum(), x)
+            assert torch.equal(g, g_eager)
 
 
 @pytest.mark.slow
@@ -323,3 +333,93 @@ def test_import_droplab_does_not_import_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------------------------
+# eager path: no torch._dynamo, in place
+# ----------------------------------------------------------------------------------------------
+
+
+def test_eager_calls_do_not_import_dynamo():
+    # the first call of a torch.library custom op imports torch._dynamo (seconds); the eager
+    # path must never pay it: not at import, not forward, not backward, not in place
+    code = (
+        "import sys, torch, droplab\n"
+        "droplab.dropout(torch.ones(10**6), 0.5)\n"
+        "x = torch.ones(10**5, requires_grad=True)\n"
+        "droplab.dropout(x, 0.5, backend='fast').sum().backward()\n"
+        "droplab.dropout(x * 1, 0.5, backend='fast', inplace=True).sum().backward()\n"
+        "droplab.kernels.fast.fast_dropout(x, 0.5, 2.0, 1, packed=True).sum().backward()\n"
+        "import droplab.kernels.cpu\n"
+        "print('numba' in sys.modules, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True False", out.stderr
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_inplace_same_bits_as_out_of_place(dtype, contiguous):
+    base = torch.randn(70, 3 * cpu.CHUNK // 64 + 5).to(dtype)
+    x = base if contiguous else base.t()
+    want = fast_dropout(x, 0.3, 1 / 0.7, 2**64 - 5)
+    storage = x.untyped_storage().data_ptr()
+    version = x._version
+    y = fast_dropout(x, 0.3, 1 / 0.7, 2**64 - 5, inplace=True)
+    assert y is x and x.untyped_storage().data_ptr() == storage
+    assert torch.equal(x, want) and x._version > version
+
+
+def test_inplace_gradient_and_version_contract():
+    w = torch.randn(5000, requires_grad=True)
+    h = w * 3
+    y = fast_dropout(h, 0.4, 1 / 0.6, 11, inplace=True)
+    assert y is h
+    g = torch.randn(5000)
+    y.backward(g)
+    m = dropout_mask(w.shape, 0.4, seed=11).float()
+    assert torch.equal(w.grad, g * m * (1 / 0.6) * 3)
+    # as for torch's in-place ops: a leaf that requires grad is refused, and overwriting a
+    # tensor another op saved for backward is detected at backward time
+    with pytest.raises(RuntimeError, match="in-place"):
+        fast_dropout(torch.randn(3, requires_grad=True), 0.5, 2.0, 1, inplace=True)
+    a = torch.randn(100, requires_grad=True)
+    b = a.sigmoid()  # saves its output
+    fast_dropout(b, 0.5, 2.0, 1, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        b.sum().backward()
+
+
+def test_inplace_gradcheck_float64():
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+
+    def f(t):
+        return fast_dropout(t * 1, 0.3, 1 / 0.7, 77, inplace=True)
+
+    assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+def test_droplab_dropout_inplace_auto_uses_the_kernel():
+    import droplab
+
+    x = torch.randn(4 * AUTO_MIN_NUMEL)
+    want = droplab.dropout(x, 0.2, seed=3, backend="torch")
+    storage = x.data_ptr()
+    y = droplab.dropout(x, 0.2, seed=3, inplace=True)  # backend="auto"
+    assert y is x and x.data_ptr() == storage and torch.equal(x, want)
+    xt = torch.randn(40, 4 * AUTO_MIN_NUMEL // 40 + 1).t()  # non-contiguous: through a temporary
+    want = droplab.dropout(xt, 0.2, seed=4, backend="torch")
+    assert droplab.dropout(xt, 0.2, seed=4, inplace=True) is xt and torch.equal(xt, want)
+
+
+def test_no_grad_and_inference_mode_paths():
+    x = torch.randn(3000, requires_grad=True)
+    want = fast_dropout(x, 0.5, 2.0, 9)
+    with torch.no_grad():
+        assert torch.equal(fast_dropout(x, 0.5, 2.0, 9), want)
+    with torch.inference_mode():
+        xi = x.detach().clone()
+        assert torch.equal(fast_dropout(xi, 0.5, 2.0, 9, inplace=True), want)
+    with pytest.raises(ValueError, match="do not combine"):
+        fast_dropout(x, 0.5, 2.0, 9, packed=True, inplace=True)

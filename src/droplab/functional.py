@@ -138,9 +138,7 @@ def _eval_dropout(x: torch.Tensor, p: float, mode: str, inplace: bool) -> torch.
 
 def _fast_backend(x: torch.Tensor, backend: str, inplace: bool):
     """The fast-kernel module if ``backend`` routes ``x`` to it, else None (use torch ops)."""
-    if backend == "torch" or (backend == "auto" and inplace):
-        # in-place dropout is asked for to save memory: torch's ops do it in place, the fast
-        # kernel writes a new tensor
+    if backend == "torch":
         return None
     from droplab.kernels import fast  # here, so numba stays unloaded until needed
 
@@ -195,9 +193,9 @@ def dropout(
     Backends: ``"torch"`` uses PyTorch's ops; ``"fast"`` uses droplab's CPU kernels and raises a
     ``ValueError`` saying why where they cannot run; ``"auto"`` takes the fast kernels where they
     can run on ``x`` and are the faster choice (``droplab.kernels.fast.fast_available(x,
-    auto=True)``), PyTorch's ops otherwise, and always PyTorch's ops for ``inplace=True``
-    (the fast kernels write a new tensor). With ``backend="fast", inplace=True`` the kernel's
-    result is copied into ``x``.
+    auto=True)``), PyTorch's ops otherwise. With ``inplace=True`` the fast kernel writes into
+    ``x`` directly (contiguous float32/float64/bfloat16; float16 and non-contiguous ``x`` go
+    through a temporary copied back into ``x``).
 
     Args:
         x: input tensor of float16, bfloat16, float32 or float64, any shape.
@@ -255,8 +253,9 @@ def dropout(
         if seed is None:
             device = generator.device if generator is not None else "cpu"
             seed = int(torch.randint(0, 2**62, (), generator=generator, device=device))
-        y = fast.fast_dropout(x, p, scale, seed)
-        return x.copy_(y) if inplace else y
+        if inplace:  # the kernel writes into x (through a temporary if non-contiguous/float16)
+            return fast.fast_dropout(x, p, scale, seed, inplace=True)
+        return fast.fast_dropout(x, p, scale, seed)
     if seed is not None:
         mask = dropout_mask(x.shape, p, seed=seed, device=x.device)
     else:

@@ -311,9 +311,6 @@ class _TorchEngine:
         self.model.train()
         return loss / len(y), correct / len(y)
 
-    def lr(self) -> float:
-        return self.opt.param_groups[0]["lr"]
-
     def state(self) -> dict:
         return {
             "model": self.model.state_dict(),
@@ -378,9 +375,6 @@ class _ScratchEngine:
             correct += int((out.argmax(1) == yb).sum())
         self.model.train()
         return loss / len(y), correct / len(y)
-
-    def lr(self) -> float:
-        return self.opt.param_groups[0]["lr"]
 
     def state(self) -> dict:
         return _to_torch(
@@ -514,19 +508,34 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, progress: bool, train_s
         out.mkdir(parents=True, exist_ok=True)
     batches = math.ceil(n / c.batch_size)
     try:
-        _loop(
-            c,
-            out,
-            progress,
-            engine,
-            shuffle,
-            dropouts,
-            epochs,
-            n,
-            batches,
-            (x_train, y_train, x_test, y_test),
-            log,
-        )
+        with _Bars(progress, c.epochs, batches) as bars:
+            for epoch in range(len(epochs) + 1, c.epochs + 1):
+                t0 = time.perf_counter()
+                order = engine.start_epoch(shuffle.permutation(n))
+                bars.start(epoch)
+                for b in range(batches):
+                    idx = order[b * c.batch_size : (b + 1) * c.batch_size]
+                    engine.step(x_train[idx], y_train[idx])
+                    bars.advance()
+                loss_sum, correct = engine.end_epoch()
+                test_loss, test_acc = engine.evaluate(x_test, y_test)
+                lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
+                if engine.sched:
+                    engine.sched.step()
+                row = {
+                    "epoch": epoch,
+                    "train_loss": loss_sum / n,
+                    "train_acc": correct / n,
+                    "test_loss": test_loss,
+                    "test_acc": test_acc,
+                    "lr": float(lr),
+                    "seconds": time.perf_counter() - t0,
+                }
+                epochs.append(row)
+                if out is not None:
+                    with _sigint_deferred():
+                        _save(out, c, epochs, engine, shuffle, dropouts)
+                log(epoch_line(row))
     except KeyboardInterrupt:
         if out is not None and epochs:
             log(
@@ -538,38 +547,6 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, progress: bool, train_s
         print_table(epochs, title=describe(c))
     engine.model.eval()
     return TrainResult(c, epochs, engine.model, time.perf_counter() - started)
-
-
-def _loop(c, out, progress, engine, shuffle, dropouts, epochs, n, batches, arrays, log) -> None:
-    x_train, y_train, x_test, y_test = arrays
-    with _Bars(progress, c.epochs, batches) as bars:
-        for epoch in range(len(epochs) + 1, c.epochs + 1):
-            t0 = time.perf_counter()
-            order = engine.start_epoch(shuffle.permutation(n))
-            bars.start(epoch)
-            for b in range(batches):
-                idx = order[b * c.batch_size : (b + 1) * c.batch_size]
-                engine.step(x_train[idx], y_train[idx])
-                bars.advance()
-            loss_sum, correct = engine.end_epoch()
-            test_loss, test_acc = engine.evaluate(x_test, y_test)
-            lr = engine.lr()
-            if engine.sched:
-                engine.sched.step()
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / n,
-                "train_acc": correct / n,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "lr": float(lr),
-                "seconds": time.perf_counter() - t0,
-            }
-            epochs.append(row)
-            if out is not None:
-                with _sigint_deferred():
-                    _save(out, c, epochs, engine, shuffle, dropouts)
-            log(epoch_line(row))
 
 
 def epoch_line(row: dict) -> str:

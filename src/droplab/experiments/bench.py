@@ -1,13 +1,22 @@
 """Benchmark droplab's fast CPU dropout against PyTorch's, measured in the same run.
 
-For each size, dtype, ``p`` and direction (forward, backward, forward+backward) the table gives
-M elements/s for torch eager dropout, ``torch.compile``d torch dropout, droplab's fused kernel
-(``droplab.kernels.fast``), and two tensor copies: ``y.copy_(x)`` into a preallocated tensor (the
-memory-bandwidth limit) and ``x.clone()``, which like every dropout here allocates its output
-and so pays the page faults of fresh memory (``THP_MEM_ALLOC_ENABLE=1`` makes PyTorch use huge
-pages and cuts that cost for all methods alike). Ratios are against torch eager. Then the first-call time of the numba kernels, the bytes each
-method saves for backward (``torch.autograd.graph.saved_tensors_hooks``), and a training step of
-an ``nn.TransformerEncoder`` (dropout 0.1) with torch's dropout modules vs droplab's.
+For each size, dtype, ``p`` and direction (forward, forward in-place, backward,
+forward+backward) the table gives M elements/s for torch eager dropout, ``torch.compile``d torch
+dropout, droplab's fused kernel (``droplab.kernels.fast``), and two tensor copies: ``y.copy_(x)``
+into a preallocated tensor (the memory-bandwidth limit) and ``x.clone()``, which like every
+out-of-place dropout here allocates its output and so pays the page faults of fresh memory
+(``THP_MEM_ALLOC_ENABLE=1`` makes PyTorch use huge pages and cuts that cost for all methods
+alike). The in-place rows compare ``F.dropout(x, p, True, inplace=True)`` with
+``fast_dropout(x, ..., inplace=True)``: both write into ``x``; torch still draws a full mask
+tensor, droplab allocates nothing (no compile column there). Ratios are against torch eager.
+
+Before the table: the machine (CPU model, torch and numba threads), the first-call times of the
+numba kernels and of the eager and compiled entry points, and a per-call overhead table
+(``--overhead`` prints only that): microseconds per forward call on 1K, 4K and 64K elements for
+``F.dropout`` and ``droplab.dropout`` with each backend, from which
+``droplab.kernels.fast.AUTO_MIN_NUMEL`` is set. After it: the bytes each method saves for
+backward (``torch.autograd.graph.saved_tensors_hooks``), and a training step of an
+``nn.TransformerEncoder`` (dropout 0.1) with torch's dropout modules vs droplab's.
 
 Each number is the best of ``--repeat`` timed calls, methods interleaved, so that a shared
 machine's noise hits them alike; ratios only compare numbers from one run.
@@ -22,8 +31,9 @@ import time
 from droplab._cli import list_of, positive_int, probability
 
 SIZES = {"64K": 1 << 16, "1M": 1 << 20, "16M": 1 << 24, "64M": 1 << 26}
-DIRECTIONS = ("forward", "backward", "forward+backward")
+DIRECTIONS = ("forward", "forward in-place", "backward", "forward+backward")
 METHODS = ("torch", "compile", "fast", "copy", "clone")
+OVERHEAD_SIZES = {"1K": 1 << 10, "4K": 1 << 12, "64K": 1 << 16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     parser.add_argument("--no-e2e", action="store_true", help="skip the TransformerEncoder step")
     parser.add_argument(
+        "--overhead",
+        action="store_true",
+        help="only the per-call overhead table: microseconds per call on 1K, 4K and 64K float32 "
+        "elements, torch eager vs droplab (auto, torch, fast)",
+    )
+    parser.add_argument(
         "--json", metavar="PATH", default=None, help="also write the measurements to this JSON file"
     )
 
@@ -89,10 +105,12 @@ def machine_line() -> str:
     )
 
 
-def first_call_seconds() -> dict[str, float]:
+def first_call_seconds(custom_op: bool = True) -> dict[str, float]:
     """Seconds to import the numba kernels, run each once (loading it from numba's disk cache, or
-    compiling it when the cache is cold), and make the first call of the torch op (which imports
-    ``torch._dynamo``, as every ``torch.library.custom_op`` does on its first call)."""
+    compiling it when the cache is cold), make the first eager ``fast_dropout`` call (through an
+    ``autograd.Function``) and, with ``custom_op``, the first call of the ``droplab::dropout``
+    custom op that ``torch.compile`` uses (which imports ``torch._dynamo``, as every
+    ``torch.library.custom_op`` does on its first call; eager code never pays it)."""
     import numpy as np
     import torch
 
@@ -115,8 +133,12 @@ def first_call_seconds() -> dict[str, float]:
             call(n)
             out[f"{name} {kind}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fast_dropout(torch.ones(1 << 16), 0.5, 2.0, 1)
-    out["first torch op call"] = time.perf_counter() - t0
+    fast_dropout(torch.ones(1 << 16, requires_grad=True), 0.5, 2.0, 1).sum().backward()
+    out["first eager fast_dropout fwd+bwd"] = time.perf_counter() - t0
+    if custom_op:
+        t0 = time.perf_counter()
+        torch.ops.droplab.dropout(torch.ones(1 << 16), 0.5, 2.0, 1)
+        out["first custom-op call (torch.compile path)"] = time.perf_counter() - t0
     return out
 
 
@@ -144,15 +166,23 @@ def _cell_functions(n: int, dtype, p: float, direction: str, compiled, use_compi
     x = torch.randn(n, dtype=dtype)
     g = torch.randn(n, dtype=dtype)
     dst = torch.empty_like(x)
-    ops = {
-        "torch": lambda t: F.dropout(t, p, True),
-        "fast": lambda t: fast_dropout(t, p, scale, 12345),
-    }
-    if use_compile:
-        ops["compile"] = lambda t: compiled(t, p)
+    if direction == "forward in-place":
+        # x is overwritten again and again: its values drift (zeros, then inf/NaN after a few
+        # hundred calls), which does not change the time of a multiply on x86-64
+        ops = {
+            "torch": lambda t: F.dropout(t, p, True, inplace=True),
+            "fast": lambda t: fast_dropout(t, p, scale, 12345, inplace=True),
+        }
+    else:
+        ops = {
+            "torch": lambda t: F.dropout(t, p, True),
+            "fast": lambda t: fast_dropout(t, p, scale, 12345),
+        }
+        if use_compile:
+            ops["compile"] = lambda t: compiled(t, p)
     fns = {}
     for name, op in ops.items():
-        if direction == "forward":
+        if direction in ("forward", "forward in-place"):
             fns[name] = lambda op=op: op(x)
         elif direction == "backward":
             xg = x.detach().requires_grad_(True)
@@ -164,6 +194,82 @@ def _cell_functions(n: int, dtype, p: float, direction: str, compiled, use_compi
     fns["copy"] = lambda: dst.copy_(x)  # into a preallocated tensor: the memory-bandwidth limit
     fns["clone"] = lambda: x.clone()  # allocates its output, as every dropout here does
     return {m: fns[m] for m in METHODS if m in fns}
+
+
+def overhead_us(calls: int = 200, repeat: int = 5) -> list[dict]:
+    """Microseconds per forward call on small float32 tensors (no seed, as in training).
+
+    Methods: ``F.dropout`` (torch eager), ``droplab.dropout`` with ``backend="auto"`` (the
+    default), ``"torch"`` and ``"fast"``; each on an input without grad and on one that requires
+    grad (the forward then builds the autograd graph). Each number is the best of ``repeat``
+    batches of ``calls`` calls (fewer above 1K elements), methods interleaved.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    import droplab
+
+    rows = []
+    for sname, n in OVERHEAD_SIZES.items():
+        for grad in (False, True):
+            x = torch.randn(n, requires_grad=grad)
+
+            k = max(10, calls * 1024 // n)  # fewer calls for larger tensors
+
+            def batch(op, x=x, k=k):
+                def run_batch():
+                    for _ in range(k):
+                        op(x)
+
+                return run_batch
+
+            fns = {
+                "torch eager": batch(lambda t: F.dropout(t, 0.1, True)),
+                "droplab auto": batch(lambda t: droplab.dropout(t, 0.1)),
+                "droplab torch": batch(lambda t: droplab.dropout(t, 0.1, backend="torch")),
+                "droplab fast": batch(lambda t: droplab.dropout(t, 0.1, backend="fast")),
+            }
+            best = _best(fns, repeat)
+            rows.append(
+                {
+                    "size": sname,
+                    "numel": n,
+                    "requires_grad": grad,
+                    "us_per_call": {m: v / k * 1e6 for m, v in best.items()},
+                }
+            )
+    return rows
+
+
+def _overhead_table(rows):
+    from rich.table import Table
+
+    from droplab.kernels.fast import AUTO_MIN_NUMEL
+
+    table = Table(
+        title=f"per-call overhead, us per forward call, float32, p=0.1 (auto takes the fast "
+        f"kernel from {AUTO_MIN_NUMEL} elements)"
+    )
+    for col in (
+        "size",
+        "requires_grad",
+        "torch eager",
+        "droplab auto",
+        "droplab torch",
+        "droplab fast",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        us = r["us_per_call"]
+        table.add_row(
+            r["size"],
+            str(r["requires_grad"]),
+            *(
+                f"{us[k]:.1f}"
+                for k in ("torch eager", "droplab auto", "droplab torch", "droplab fast")
+            ),
+        )
+    return table
 
 
 def saved_bytes(n: int = 1 << 20) -> dict[str, float]:
@@ -271,6 +377,8 @@ def run(args: argparse.Namespace) -> int:
     from droplab._cli import UsageError
 
     console = Console()
+    if not console.is_terminal:  # piped or in a file: room for the whole table
+        console = Console(width=max(console.width, 150))
     quick = args.quick
     sizes = args.sizes or (["64K", "16M"] if quick else list(SIZES))
     unknown = [s for s in sizes if s not in SIZES]
@@ -292,9 +400,22 @@ def run(args: argparse.Namespace) -> int:
     repeat = args.repeat or (5 if quick else 7)
     use_compile = not args.no_compile
 
-    first = first_call_seconds()
+    first = first_call_seconds(custom_op=use_compile and not args.overhead)
     console.print(f"[bold]machine[/bold]: {machine_line()}")
     console.print("first calls: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in first.items()))
+
+    with console.status("measuring per-call overhead"):
+        overhead = overhead_us(calls=100 if quick else 200)
+    console.print(_overhead_table(overhead))
+    if args.overhead:
+        if args.json:
+            from droplab._io import atomic_write_json
+
+            atomic_write_json(
+                args.json,
+                {"machine": machine_line(), "first_call_s": first, "overhead_us": overhead},
+            )
+        return 0
 
     compiled = None
     if use_compile:
@@ -391,6 +512,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "machine": machine_line(),
                 "first_call_s": first,
+                "overhead_us": overhead,
                 "results": results,
                 "saved_bytes_per_element": sb,
                 "transformer_step_s": e2e,

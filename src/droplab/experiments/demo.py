@@ -7,7 +7,7 @@ train-test gap, the time), and writes OUT/report.html with the curves (also as P
 
 examples:
   droplab demo                        # 5 epochs each, ./droplab-runs/demo/report.html
-  droplab demo --epochs 20 --subset 2000 --out runs/overfit   # watch the gap open up
+  droplab demo --epochs 100 --subset 1000 --out runs/overfit  # watch the gap open up
   droplab demo --engine scratch       # the same experiment on the NumPy engine
   droplab demo --quick                # a few seconds: 2,000 examples, 1 epoch (a smoke test)
 """

@@ -183,33 +183,64 @@ def _unpack_segment(gy, gx, bits, scale, zero):
 # ----------------------------------------------------------------------------------------------
 
 
-@njit(parallel=True, **_FLAGS)
-def _scale_par(x, y, key, t, scale, offset):
-    n = x.size
-    zero = scale - scale
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(a + CHUNK, n)
-        _scale_segment(x[a:b], y[a:b], np.uint64(offset + a), key, t, scale, zero)
+# The scale drivers take plain Python numbers (seed and threshold as int64 with the bits of
+# their uint64 values, scale as float64) and convert them inside: numba unboxes Python ints and
+# floats several times faster than NumPy scalars, which matters for small tensors (~2 us a call).
+# The scale is rounded to the array's dtype here, as ``np.float32(scale)`` would round it.
 
 
-@njit(**_FLAGS)
-def _scale_ser(x, y, key, t, scale, offset):
-    _scale_segment(x, y, np.uint64(offset), key, t, scale, scale - scale)
+@njit(inline="always", **_FLAGS)
+def _key_of(seed):
+    return _mix(np.uint64(seed) + _G)  # stream_key: mix64(seed + GOLDEN)
 
 
 @njit(parallel=True, **_FLAGS)
-def _scale_bf16_par(x, y, key, t, scale, offset):
+def _scale_par_f32(x, y, seed, t, scale, offset):
     n = x.size
+    key, tu, s = _key_of(seed), np.uint64(t), np.float32(scale)
+    zero = np.float32(0.0)
     for c in prange((n + CHUNK - 1) // CHUNK):
         a = c * CHUNK
         b = min(a + CHUNK, n)
-        _scale_segment_bf16(x[a:b], y[a:b], np.uint64(offset + a), key, t, scale)
+        _scale_segment(x[a:b], y[a:b], np.uint64(offset + a), key, tu, s, zero)
 
 
 @njit(**_FLAGS)
-def _scale_bf16_ser(x, y, key, t, scale, offset):
-    _scale_segment_bf16(x, y, np.uint64(offset), key, t, scale)
+def _scale_ser_f32(x, y, seed, t, scale, offset):
+    _scale_segment(x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float32(scale),
+                   np.float32(0.0))
+
+
+@njit(parallel=True, **_FLAGS)
+def _scale_par_f64(x, y, seed, t, scale, offset):
+    n = x.size
+    key, tu, s = _key_of(seed), np.uint64(t), np.float64(scale)
+    zero = np.float64(0.0)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        _scale_segment(x[a:b], y[a:b], np.uint64(offset + a), key, tu, s, zero)
+
+
+@njit(**_FLAGS)
+def _scale_ser_f64(x, y, seed, t, scale, offset):
+    _scale_segment(x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float64(scale),
+                   np.float64(0.0))
+
+
+@njit(parallel=True, **_FLAGS)
+def _scale_bf16_par(x, y, seed, t, scale, offset):
+    n = x.size
+    key, tu, s = _key_of(seed), np.uint64(t), np.float32(scale)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(a + CHUNK, n)
+        _scale_segment_bf16(x[a:b], y[a:b], np.uint64(offset + a), key, tu, s)
+
+
+@njit(**_FLAGS)
+def _scale_bf16_ser(x, y, seed, t, scale, offset):
+    _scale_segment_bf16(x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float32(scale))
 
 
 @njit(parallel=True, **_FLAGS)
@@ -256,6 +287,21 @@ def _scalar(x: np.ndarray, scale: float):
     return np.float64(scale) if x.dtype == np.float64 else np.float32(scale)
 
 
+def _i64(u: int) -> int:
+    """The int64 with the bits of the uint64 ``u`` (how seeds cross into the scale drivers)."""
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+_THRESHOLDS: dict[float, int] = {}
+
+
+def _threshold(p: float) -> int:
+    t = _THRESHOLDS.get(p)
+    if t is None:
+        t = _THRESHOLDS[p] = keep_threshold(p)
+    return t
+
+
 def dropout_cpu(x: np.ndarray, p: float, scale: float, seed: int, *, out: np.ndarray | None = None,
                 offset: int = 0) -> np.ndarray:
     """``out = x * keep * scale`` for a flat float32/float64 array (``out`` may be ``x``).
@@ -264,9 +310,11 @@ def dropout_cpu(x: np.ndarray, p: float, scale: float, seed: int, *, out: np.nda
     backward of dropout is this same call on the incoming gradient.
     """
     out = np.empty_like(x) if out is None else out
-    key, t = _params(p, seed)
-    kernel = _scale_ser if x.size < SERIAL_BELOW else _scale_par
-    kernel(x, out, key, t, _scalar(x, scale), np.int64(offset))
+    if x.dtype == np.float32:
+        kernel = _scale_ser_f32 if x.size < SERIAL_BELOW else _scale_par_f32
+    else:
+        kernel = _scale_ser_f64 if x.size < SERIAL_BELOW else _scale_par_f64
+    kernel(x, out, _i64(int(seed) & MASK64), _threshold(p), float(scale), int(offset))
     return out
 
 
@@ -274,9 +322,8 @@ def dropout_bf16_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
                      out: np.ndarray | None = None, offset: int = 0) -> np.ndarray:
     """The same as ``dropout_cpu`` for bfloat16 bits stored as ``uint16``, computed in float32."""
     out = np.empty_like(x) if out is None else out
-    key, t = _params(p, seed)
     kernel = _scale_bf16_ser if x.size < SERIAL_BELOW else _scale_bf16_par
-    kernel(x, out, key, t, np.float32(scale), np.int64(offset))
+    kernel(x, out, _i64(int(seed) & MASK64), _threshold(p), float(scale), int(offset))
     return out
 
 

@@ -129,9 +129,9 @@ def fashion_sections(f: dict) -> list[Section]:
     speed = Section("Vectorized sampling vs a Python loop")
     speed.add(paragraph(
         "mc_predict repeats the batch T times in one forward; the baseline loops over T passes. "
-        "Best of 5, same run, same model."
+        "CPU time, best of 5, same run, same model."
     ))
-    speed.add(table(["N", "T", "vectorized (ms)", "loop (ms)", "speed-up"],
+    speed.add(table(["N", "T", "vectorized (CPU ms)", "loop (CPU ms)", "speed-up"],
                     [[s["N"], s["T"], f"{s['vectorized_s'] * 1e3:.1f}",
                       f"{s['loop_s'] * 1e3:.1f}", f"{s['speedup']:.1f}x"] for s in f["speed"]]))
     return [metrics, rotation, speed]

@@ -31,21 +31,30 @@ def main() -> None:
     t0 = time.perf_counter()
     summaries = []
     for name in args.datasets.split(","):
-        s = run_uci(name, args.data_dir, splits=args.splits, epochs_mult=args.epochs_mult,
-                    workers=args.workers)
+        s = run_uci(
+            name,
+            args.data_dir,
+            splits=args.splits,
+            epochs_mult=args.epochs_mult,
+            workers=args.workers,
+        )
         summaries.append(s)
         print(format_table([s]), flush=True)
     total = time.perf_counter() - t0
     print()
     print(format_table(summaries))
-    print(f"\ntotal {total:.0f} s ({total / 60:.1f} min) with {args.workers} worker(s) on "
-          f"{os.cpu_count()} cores")
+    print(
+        f"\ntotal {total:.0f} s ({total / 60:.1f} min) with {args.workers} worker(s) on "
+        f"{os.cpu_count()} cores"
+    )
     if args.out:
         from droplab.experiments.mc_cmd import _merge_json
         from droplab.report.mc import build
 
-        _merge_json(__import__("pathlib").Path(args.out) / "mc.json",
-                    {"uci": {s["dataset"]: s for s in summaries}})
+        _merge_json(
+            __import__("pathlib").Path(args.out) / "mc.json",
+            {"uci": {s["dataset"]: s for s in summaries}},
+        )
         print(f"report: {build(args.out)}")
 
 

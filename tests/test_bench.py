@@ -14,12 +14,28 @@ from droplab.__main__ import main  # noqa: E402
 @pytest.mark.slow
 def test_bench_quick_subset(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["bench", "--quick", "--no-compile", "--no-e2e", "--sizes", "64K", "--repeat", "1",
-                 "--json", str(out)])
+    code = main(
+        [
+            "bench",
+            "--quick",
+            "--no-compile",
+            "--no-e2e",
+            "--sizes",
+            "64K",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads(out.read_text())
     assert {r["direction"] for r in data["results"]} == {
-        "forward", "forward in-place", "backward", "forward+backward"}
+        "forward",
+        "forward in-place",
+        "backward",
+        "forward+backward",
+    }
     assert {r["size"] for r in data["overhead_us"]} == {"1K", "4K", "64K"}
     assert all(v > 0 for r in data["overhead_us"] for v in r["us_per_call"].values())
     assert data["saved_bytes_per_element"]["fast"] == 0

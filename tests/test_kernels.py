@@ -44,8 +44,9 @@ def reference_keep(numel: int, p: float, seed: int, offset: int = 0) -> np.ndarr
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("numel", [0, 1, 2, 3, 7, 8, 9, 1001, cpu.CHUNK - 1, cpu.CHUNK + 3,
-                                   3 * cpu.CHUNK + 5])
+@pytest.mark.parametrize(
+    "numel", [0, 1, 2, 3, 7, 8, 9, 1001, cpu.CHUNK - 1, cpu.CHUNK + 3, 3 * cpu.CHUNK + 5]
+)
 @pytest.mark.parametrize("offset", [0, 1, 6, 2 * cpu.CHUNK - 1])
 def test_mask_kernel_matches_reference_and_numpy(seed, numel, offset):
     got = cpu.mask_cpu(numel, 0.3, seed, offset=offset)
@@ -78,8 +79,9 @@ def test_scale_kernels_match_reference(numel, offset):
         np.testing.assert_array_equal(np.unpackbits(bits, bitorder="little")[:numel], keep)
         np.testing.assert_array_equal(cpu.unpack_scale_cpu(x, bits, 1 / 0.75), want)
     xb = torch.randn(numel).bfloat16()
-    yb = cpu.dropout_bf16_cpu(xb.view(torch.int16).numpy().view(np.uint16), 0.25, 1 / 0.75, 7,
-                              offset=offset)
+    yb = cpu.dropout_bf16_cpu(
+        xb.view(torch.int16).numpy().view(np.uint16), 0.25, 1 / 0.75, 7, offset=offset
+    )
     want_b = xb * torch.from_numpy(keep) * (1 / 0.75)
     assert torch.equal(torch.from_numpy(yb.view(np.int16)), want_b.view(torch.int16))
 
@@ -93,8 +95,12 @@ def test_in_place_kernel():
 
 def test_bfloat16_rounding_and_specials_match_torch():
     # values whose product with scale needs rounding, plus inf, nan, -0, subnormals
-    x = torch.cat([torch.randn(10_000), torch.tensor([float("inf"), -float("inf"),
-                  float("nan"), -0.0, 1e-40, 3.0e38])]).bfloat16()
+    x = torch.cat(
+        [
+            torch.randn(10_000),
+            torch.tensor([float("inf"), -float("inf"), float("nan"), -0.0, 1e-40, 3.0e38]),
+        ]
+    ).bfloat16()
     y = fast_dropout(x, 0.3, 1 / 0.7, 5)
     want = x * dropout_mask(x.shape, 0.3, seed=5) * (1 / 0.7)
     assert torch.equal(y.view(torch.int16)[~want.isnan()], want.view(torch.int16)[~want.isnan()])
@@ -208,9 +214,13 @@ def test_numba_thread_count_invariance():
     try:
         for threads in sorted({1, before, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
-            outs.append((cpu.dropout_cpu(x, 0.4, 1 / 0.6, 9, offset=1),
-                         cpu.mask_cpu(x.size, 0.4, 9),
-                         cpu.dropout_packed_cpu(x, 0.4, 1 / 0.6, 9)[1]))
+            outs.append(
+                (
+                    cpu.dropout_cpu(x, 0.4, 1 / 0.6, 9, offset=1),
+                    cpu.mask_cpu(x.size, 0.4, 9),
+                    cpu.dropout_packed_cpu(x, 0.4, 1 / 0.6, 9)[1],
+                )
+            )
     finally:
         numba.set_num_threads(before)
     for out in outs[1:]:
@@ -283,12 +293,19 @@ def test_torch_compile_parity_aot_eager():
     # compiled code goes through the droplab:: custom ops, eager through autograd.Functions:
     # the same bits, forward and backward, plain, packed and in place
     x = torch.randn(64, 33, requires_grad=True)
-    f = torch.compile(lambda t, s: fast_dropout(t, 0.1, 1 / 0.9, s) * 2, backend="aot_eager",
-                      fullgraph=True)
-    fp = torch.compile(lambda t, s: fast_dropout(t, 0.1, 1 / 0.9, s, packed=True) * 2,
-                       backend="aot_eager", fullgraph=True)
-    fi = torch.compile(lambda t, s: fast_dropout(t * 1, 0.1, 1 / 0.9, s, inplace=True) * 2,
-                       backend="aot_eager", fullgraph=True)
+    f = torch.compile(
+        lambda t, s: fast_dropout(t, 0.1, 1 / 0.9, s) * 2, backend="aot_eager", fullgraph=True
+    )
+    fp = torch.compile(
+        lambda t, s: fast_dropout(t, 0.1, 1 / 0.9, s, packed=True) * 2,
+        backend="aot_eager",
+        fullgraph=True,
+    )
+    fi = torch.compile(
+        lambda t, s: fast_dropout(t * 1, 0.1, 1 / 0.9, s, inplace=True) * 2,
+        backend="aot_eager",
+        fullgraph=True,
+    )
     for seed in (5, 6, 2**64 - 1):
         eager = fast_dropout(x, 0.1, 1 / 0.9, seed) * 2
         (g_eager,) = torch.autograd.grad(eager.sum(), x)
@@ -329,8 +346,10 @@ def test_fast_available_reasons():
 
 
 def test_import_droplab_does_not_import_numba():
-    code = ("import sys, droplab, droplab.functional, droplab.kernels.fast; "
-            "print('numba' in sys.modules)")
+    code = (
+        "import sys, droplab, droplab.functional, droplab.kernels.fast; "
+        "print('numba' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -94,8 +94,15 @@ def test_batchnorm_running_stats_untouched():
 
 @pytest.mark.parametrize(
     "module",
-    [nn.Dropout(0.3), nn.Dropout1d(0.3), nn.Dropout2d(0.3), nn.Dropout3d(0.3),
-     nn.AlphaDropout(0.3), nn.FeatureAlphaDropout(0.3), RandDropout(0.3)],
+    [
+        nn.Dropout(0.3),
+        nn.Dropout1d(0.3),
+        nn.Dropout2d(0.3),
+        nn.Dropout3d(0.3),
+        nn.AlphaDropout(0.3),
+        nn.FeatureAlphaDropout(0.3),
+        RandDropout(0.3),
+    ],
     ids=lambda m: type(m).__name__,
 )
 def test_finds_every_dropout_kind(module):
@@ -228,9 +235,12 @@ def test_vectorized_equals_looped_same_seed(batch_size):
 
 def test_vectorized_equals_looped_torch_dropout():
     torch.manual_seed(0)
-    serial = torch.equal(nn.functional.dropout(torch.ones(6, 5), 0.5),
-                         torch.cat([nn.functional.dropout(torch.ones(2, 5), 0.5)
-                                    for _ in range(3)]) if torch.manual_seed(0) else None)
+    serial = torch.equal(
+        nn.functional.dropout(torch.ones(6, 5), 0.5),
+        torch.cat([nn.functional.dropout(torch.ones(2, 5), 0.5) for _ in range(3)])
+        if torch.manual_seed(0)
+        else None,
+    )
     if not serial:
         pytest.skip("this CPU's torch draws Bernoulli masks in parallel chunks (MKL)")
     net, x = mlp(), torch.randn(8, 6)
@@ -241,8 +251,15 @@ def test_vectorized_equals_looped_torch_dropout():
 def test_vectorized_matches_looped_in_distribution_with_two_layers():
     """With two dropout layers the stream is drawn in another order: same distribution."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 32),
-                        nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
+    net = nn.Sequential(
+        nn.Linear(6, 32),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(32, 3),
+    )
     x = torch.randn(4, 6)
     T = 800
     vec = mc_predict(net, x, T, seed=1, keep_samples=True).samples
@@ -338,8 +355,13 @@ def test_gaussian_log_likelihood_against_a_direct_computation():
     # the density of a mixture of T Gaussians N(y_t, 1/tau), averaged in log over points
     direct = []
     for n in range(N):
-        dens = sum(math.sqrt(tau / (2 * math.pi)) * math.exp(-tau / 2 * (y[n] - samples[t, n]) ** 2)
-                   for t in range(T)) / T
+        dens = (
+            sum(
+                math.sqrt(tau / (2 * math.pi)) * math.exp(-tau / 2 * (y[n] - samples[t, n]) ** 2)
+                for t in range(T)
+            )
+            / T
+        )
         direct.append(math.log(dens))
     per = mc.gaussian_log_likelihood(y, samples, tau, per_point=True)
     torch.testing.assert_close(per, torch.tensor(direct, dtype=torch.float64))

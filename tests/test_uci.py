@@ -67,8 +67,12 @@ def test_grads_match_autograd():
     g = torch.Generator().manual_seed(0)
     G, b, d, H = 3, 7, 4, 5
     f64 = torch.float64
-    params = [torch.randn(G, d, H, generator=g, dtype=f64), torch.randn(G, 1, H, generator=g, dtype=f64),
-              torch.randn(G, H, 1, generator=g, dtype=f64), torch.randn(G, 1, 1, generator=g, dtype=f64)]
+    params = [
+        torch.randn(G, d, H, generator=g, dtype=f64),
+        torch.randn(G, 1, H, generator=g, dtype=f64),
+        torch.randn(G, H, 1, generator=g, dtype=f64),
+        torch.randn(G, 1, 1, generator=g, dtype=f64),
+    ]
     x = torch.randn(G, b, d, generator=g, dtype=f64)
     y = torch.randn(G, b, 1, generator=g, dtype=f64)
     kx = torch.rand(G, b, d, generator=g) > 0.2
@@ -155,8 +159,25 @@ def test_cli_missing_dataset(tmp_path, capsys):
 def test_cli_toy_run_writes_json_and_report(tmp_path, capsys):
     root = write_toy(tmp_path / "data")
     out = tmp_path / "out"
-    code = main(["mc", "--uci", "toy", "--data-dir", str(root), "--splits", "2",
-                 "--uci-epochs", "5", "--test-samples", "50", "--workers", "1", "--out", str(out)])
+    code = main(
+        [
+            "mc",
+            "--uci",
+            "toy",
+            "--data-dir",
+            str(root),
+            "--splits",
+            "2",
+            "--uci-epochs",
+            "5",
+            "--test-samples",
+            "50",
+            "--workers",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads((out / "mc.json").read_text())
     assert data["uci"]["toy"]["splits"] == 2

@@ -35,8 +35,14 @@ CHANNEL = [
     (F.dropout1d, TF.dropout1d, droplab.Dropout1d, torch.nn.Dropout1d, (4, 5, 6), (4, 5, 1)),
     (F.dropout1d, TF.dropout1d, droplab.Dropout1d, torch.nn.Dropout1d, (5, 6), (5, 1)),
     (F.dropout2d, TF.dropout2d, droplab.Dropout2d, torch.nn.Dropout2d, (4, 5, 3, 6), (4, 5, 1, 1)),
-    (F.dropout3d, TF.dropout3d, droplab.Dropout3d, torch.nn.Dropout3d, (2, 5, 2, 3, 4),
-     (2, 5, 1, 1, 1)),
+    (
+        F.dropout3d,
+        TF.dropout3d,
+        droplab.Dropout3d,
+        torch.nn.Dropout3d,
+        (2, 5, 2, 3, 4),
+        (2, 5, 1, 1, 1),
+    ),
     (F.dropout3d, TF.dropout3d, droplab.Dropout3d, torch.nn.Dropout3d, (5, 2, 3, 4), (5, 1, 1, 1)),
 ]
 CHANNEL_IDS = ["1d", "1d-unbatched", "2d", "3d", "3d-unbatched"]
@@ -121,8 +127,14 @@ def test_dropout2d_refuses_3d_input_that_torch_reinterprets():
 
 @pytest.mark.parametrize(
     "fn, shape",
-    [(F.dropout1d, (2,)), (F.dropout1d, (1, 2, 3, 4)), (F.dropout2d, (2, 3)),
-     (F.dropout2d, (1, 2, 3, 4, 5)), (F.dropout3d, (2, 3, 4)), (F.dropout3d, (1, 1, 1, 1, 1, 1))],
+    [
+        (F.dropout1d, (2,)),
+        (F.dropout1d, (1, 2, 3, 4)),
+        (F.dropout2d, (2, 3)),
+        (F.dropout2d, (1, 2, 3, 4, 5)),
+        (F.dropout3d, (2, 3, 4)),
+        (F.dropout3d, (1, 1, 1, 1, 1, 1)),
+    ],
 )
 def test_channel_bad_rank(fn, shape):
     with pytest.raises(ValueError, match=re.escape(f"got {len(shape)}-D input of shape {shape}")):
@@ -144,16 +156,22 @@ def test_shared_dropout_dims_and_noise_shape_agree():
     # the mask is constant along the shared dimension
     assert torch.equal((a == 0), (a == 0)[:, :1, :].expand_as(a))
     # with neither, plain element-wise dropout
-    assert torch.equal(F.shared_dropout(x, 0.5, seed=9), x * dropout_mask(x.shape, 0.5, seed=9) / 0.5)
+    assert torch.equal(
+        F.shared_dropout(x, 0.5, seed=9), x * dropout_mask(x.shape, 0.5, seed=9) / 0.5
+    )
 
 
 def test_shared_dropout_bad_arguments():
     x = torch.ones(2, 3)
     with pytest.raises(TypeError, match="give dims .* or noise_shape, not both"):
         F.shared_dropout(x, 0.5, dims=0, noise_shape=(1, 3))
-    with pytest.raises(ValueError, match=re.escape("noise_shape must have one entry per dimension")):
+    with pytest.raises(
+        ValueError, match=re.escape("noise_shape must have one entry per dimension")
+    ):
         F.shared_dropout(x, 0.5, noise_shape=(1,))
-    with pytest.raises(ValueError, match=re.escape("noise_shape[1] must be 1, None or the input's size 3")):
+    with pytest.raises(
+        ValueError, match=re.escape("noise_shape[1] must be 1, None or the input's size 3")
+    ):
         F.shared_dropout(x, 0.5, noise_shape=(1, 2))
     with pytest.raises(ValueError, match="dims entry 2 is out of range"):
         F.shared_dropout(x, 0.5, dims=2)
@@ -179,9 +197,16 @@ def test_alpha_coefficients_formula():
 
 @pytest.mark.parametrize(
     "fn, tfn, mod, tmod, shape",
-    [(F.alpha_dropout, TF.alpha_dropout, droplab.AlphaDropout, torch.nn.AlphaDropout, (64, 33)),
-     (F.feature_alpha_dropout, TF.feature_alpha_dropout, droplab.FeatureAlphaDropout,
-      torch.nn.FeatureAlphaDropout, (8, 6, 5, 4))],
+    [
+        (F.alpha_dropout, TF.alpha_dropout, droplab.AlphaDropout, torch.nn.AlphaDropout, (64, 33)),
+        (
+            F.feature_alpha_dropout,
+            TF.feature_alpha_dropout,
+            droplab.FeatureAlphaDropout,
+            torch.nn.FeatureAlphaDropout,
+            (8, 6, 5, 4),
+        ),
+    ],
     ids=["alpha", "feature-alpha"],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -211,8 +236,9 @@ def test_alpha_formula_on_the_seeded_mask():
     fkeep = dropout_mask((40, 30), p, seed=21)[..., None, None]
     x4 = torch.randn(40, 30, 2, 3, dtype=torch.float64)
     expected = torch.where(fkeep, a * x4 + b, torch.tensor(a * ALPHA_PRIME + b, dtype=x.dtype))
-    torch.testing.assert_close(F.feature_alpha_dropout(x4, p, seed=21), expected, rtol=1e-14,
-                               atol=1e-14)
+    torch.testing.assert_close(
+        F.feature_alpha_dropout(x4, p, seed=21), expected, rtol=1e-14, atol=1e-14
+    )
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -223,8 +249,12 @@ def test_alpha_keeps_mean_zero_variance_one_on_selu_normal_input(p):
     # 5 standard errors, from the sample itself
     assert abs(y.mean().item()) < 5 * y.std().item() / math.sqrt(n)
     assert abs(y.pow(2).mean().item() - 1) < 5 * y.pow(2).std().item() / math.sqrt(n)
-    dropped = (y == F.alpha_dropout_coefficients(p)[0] * ALPHA_PRIME
-               + F.alpha_dropout_coefficients(p)[1]).double().mean().item()
+    dropped = (
+        (y == F.alpha_dropout_coefficients(p)[0] * ALPHA_PRIME + F.alpha_dropout_coefficients(p)[1])
+        .double()
+        .mean()
+        .item()
+    )
     assert abs(dropped - p) < binomial_bound(p, n)
 
 
@@ -255,7 +285,9 @@ def test_gaussian_noise_has_mean_one_and_variance_p_over_1_minus_p():
     assert abs(e.mean().item() - 1) < 5 * math.sqrt(var / n)
     # the variance of a normal sample variance is 2 sigma^4 / (n - 1)
     assert abs(e.var().item() - var) < 5 * var * math.sqrt(2 / (n - 1))
-    same = F.gaussian_dropout(torch.ones(5), keep_prob=0.7, generator=torch.Generator().manual_seed(1))
+    same = F.gaussian_dropout(
+        torch.ones(5), keep_prob=0.7, generator=torch.Generator().manual_seed(1)
+    )
     again = F.gaussian_dropout(torch.ones(5), p=0.3, generator=torch.Generator().manual_seed(1))
     assert torch.equal(same, again)
 
@@ -264,7 +296,11 @@ def test_gaussian_eval_gradcheck_and_p_one():
     x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     assert F.gaussian_dropout(x, 0.5, training=False) is x
     layer = droplab.GaussianDropout(0.5).eval()
-    assert layer(x) is x and layer.stochastic and repr(layer) == "GaussianDropout(p=0.5, inplace=False)"
+    assert (
+        layer(x) is x
+        and layer.stochastic
+        and repr(layer) == "GaussianDropout(p=0.5, inplace=False)"
+    )
 
     def fixed(t):
         return F.gaussian_dropout(t, 0.5, generator=torch.Generator().manual_seed(3))
@@ -312,10 +348,13 @@ def test_dropconnect_drops_weights_with_inverted_scaling():
     b = torch.randn(4, dtype=torch.float64)
     m = dropout_mask(w.shape, 0.4, seed=8)
     torch.testing.assert_close(F.drop_connect(x, w, b, 0.4, seed=8), x @ (w * m / 0.6).T + b)
-    torch.testing.assert_close(F.drop_connect(x, w, b, 0.4, mode="classic", seed=8), x @ (w * m).T + b)
+    torch.testing.assert_close(
+        F.drop_connect(x, w, b, 0.4, mode="classic", seed=8), x @ (w * m).T + b
+    )
     torch.testing.assert_close(F.drop_connect(x, w, b, 0.4, training=False), x @ w.T + b)
-    torch.testing.assert_close(F.drop_connect(x, w, b, 0.4, training=False, mode="classic"),
-                               x @ (0.6 * w).T + b)
+    torch.testing.assert_close(
+        F.drop_connect(x, w, b, 0.4, training=False, mode="classic"), x @ (0.6 * w).T + b
+    )
     torch.testing.assert_close(F.drop_connect(x, w, b, 1.0), b.expand(5, 4))
     # statistics: the fraction of dropped weights
     big = torch.ones(300, 300)
@@ -334,7 +373,9 @@ def test_dropconnect_gradcheck():
 
 
 def test_dropconnect_bad_weight():
-    with pytest.raises(ValueError, match=re.escape("weight must have shape (out_features, in_features)")):
+    with pytest.raises(
+        ValueError, match=re.escape("weight must have shape (out_features, in_features)")
+    ):
         F.drop_connect(torch.ones(2, 3), torch.ones(3), None, 0.5)
     with pytest.raises(TypeError, match="weight must be a floating-point tensor"):
         F.drop_connect(torch.ones(2, 3), torch.ones(2, 3, dtype=torch.int64), None, 0.5)
@@ -415,8 +456,11 @@ def _blocks_from_starts(starts: torch.Tensor, kh: int, kw: int, h: int, w: int) 
     return dropped
 
 
-@pytest.mark.parametrize("block, size", [(3, (9, 10)), (4, (9, 10)), ((2, 5), (8, 8)), (7, (5, 6))],
-                         ids=["odd", "even", "rect", "clipped"])
+@pytest.mark.parametrize(
+    "block, size",
+    [(3, (9, 10)), (4, (9, 10)), ((2, 5), (8, 8)), (7, (5, 6))],
+    ids=["odd", "even", "rect", "clipped"],
+)
 @pytest.mark.parametrize("couple_channels", [True, False])
 def test_drop_block_drops_exactly_the_seeded_blocks(block, size, couple_channels):
     n, c, (h, w) = 3, 4, size
@@ -473,10 +517,12 @@ def test_drop_block_edges_and_module():
 
 @pytest.mark.parametrize(
     "kwargs, exc, msg",
-    [({"block_size": 0}, ValueError, "block_size must be a positive int or a pair"),
-     ({"block_size": (3, 3, 3)}, ValueError, "block_size must be a positive int or a pair"),
-     ({"gamma_scale": 0.0}, ValueError, "gamma_scale must be a positive real number, got 0.0"),
-     ({"couple_channels": 1}, TypeError, "couple_channels must be a bool")],
+    [
+        ({"block_size": 0}, ValueError, "block_size must be a positive int or a pair"),
+        ({"block_size": (3, 3, 3)}, ValueError, "block_size must be a positive int or a pair"),
+        ({"gamma_scale": 0.0}, ValueError, "gamma_scale must be a positive real number, got 0.0"),
+        ({"couple_channels": 1}, TypeError, "couple_channels must be a bool"),
+    ],
 )
 def test_drop_block_bad_arguments(kwargs, exc, msg):
     with pytest.raises(exc, match=re.escape(msg)):
@@ -508,8 +554,9 @@ def test_locked_dropout_shares_the_mask_across_time(batch_first):
     dropped = zero.narrow(time_dim, 0, 1).double().mean().item()
     assert abs(dropped - p) < binomial_bound(p, n * f)
     layer = droplab.LockedDropout(p, batch_first=batch_first, seed=2)
-    assert torch.equal(layer(x), F.locked_dropout(x, p, batch_first=batch_first,
-                                                  seed=derive_seed(2, 0)))
+    assert torch.equal(
+        layer(x), F.locked_dropout(x, p, batch_first=batch_first, seed=derive_seed(2, 0))
+    )
     assert layer.eval()(x) is x
 
 
@@ -521,7 +568,10 @@ def test_locked_dropout_unbatched_gradcheck_and_rank():
     assert torch.autograd.gradcheck(lambda t: F.locked_dropout(t, 0.5, seed=3), (xd,))
     with pytest.raises(ValueError, match=re.escape("got 4-D input of shape (1, 2, 3, 4)")):
         F.locked_dropout(torch.ones(1, 2, 3, 4), 0.5)
-    assert repr(droplab.LockedDropout(0.3)) == "LockedDropout(p=0.3, batch_first=False, mode='inverted')"
+    assert (
+        repr(droplab.LockedDropout(0.3))
+        == "LockedDropout(p=0.3, batch_first=False, mode='inverted')"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -540,9 +590,17 @@ FUNCTIONS = {
     "locked_dropout": (F.locked_dropout, (2, 3, 4)),
     "shared_dropout": (F.shared_dropout, (2, 3)),
 }
-MODULES = [droplab.Dropout1d, droplab.Dropout2d, droplab.Dropout3d, droplab.AlphaDropout,
-           droplab.FeatureAlphaDropout, droplab.GaussianDropout, droplab.DropPath,
-           droplab.DropBlock2d, droplab.LockedDropout]
+MODULES = [
+    droplab.Dropout1d,
+    droplab.Dropout2d,
+    droplab.Dropout3d,
+    droplab.AlphaDropout,
+    droplab.FeatureAlphaDropout,
+    droplab.GaussianDropout,
+    droplab.DropPath,
+    droplab.DropBlock2d,
+    droplab.LockedDropout,
+]
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))
@@ -550,9 +608,13 @@ def test_functions_reject_bad_arguments_by_name(name):
     fn, shape = FUNCTIONS[name]
     x = torch.ones(shape)
     accepted = "[0, 1)" if name == "gaussian_dropout" else "[0, 1]"
-    with pytest.raises(ValueError, match=re.escape(f"p must be a real number in {accepted}, got 1.5")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"p must be a real number in {accepted}, got 1.5")
+    ):
         fn(x, 1.5)
-    with pytest.raises(TypeError, match=re.escape(f"p must be a real number in {accepted}, got str")):
+    with pytest.raises(
+        TypeError, match=re.escape(f"p must be a real number in {accepted}, got str")
+    ):
         fn(x, "0.5")
     with pytest.raises(TypeError, match="give p .* or keep_prob .*, not both"):
         fn(x, 0.5, keep_prob=0.5)
@@ -561,14 +623,19 @@ def test_functions_reject_bad_arguments_by_name(name):
     assert fn(x, 0.5, training=False).shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["dropout1d", "dropout2d", "drop_path", "locked_dropout",
-                                  "shared_dropout"])
+@pytest.mark.parametrize(
+    "name", ["dropout1d", "dropout2d", "drop_path", "locked_dropout", "shared_dropout"]
+)
 def test_functions_reject_bad_mode_and_seed(name):
     fn, shape = FUNCTIONS[name]
     x = torch.ones(shape)
-    with pytest.raises(ValueError, match=re.escape("mode must be one of 'inverted', 'classic', got 'x'")):
+    with pytest.raises(
+        ValueError, match=re.escape("mode must be one of 'inverted', 'classic', got 'x'")
+    ):
         fn(x, 0.5, mode="x")
-    with pytest.raises(ValueError, match=re.escape("seed must be an int in [0, 2**64 - 1], got -1")):
+    with pytest.raises(
+        ValueError, match=re.escape("seed must be an int in [0, 2**64 - 1], got -1")
+    ):
         fn(x, 0.5, seed=-1)
     with pytest.raises(TypeError, match="give seed or generator, not both"):
         fn(x, 0.5, seed=1, generator=torch.Generator())
@@ -582,7 +649,9 @@ def test_modules_contract(cls):
     assert list(layer.state_dict()) == []
     assert cls(keep_prob=0.75).p == 0.25
     accepted = "[0, 1)" if cls is droplab.GaussianDropout else "[0, 1]"
-    with pytest.raises(ValueError, match=re.escape(f"p must be a real number in {accepted}, got -0.1")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"p must be a real number in {accepted}, got -0.1")
+    ):
         cls(-0.1)
     with pytest.raises(TypeError, match="not both"):
         cls(0.5, keep_prob=0.5)

@@ -565,8 +565,9 @@ def dropout1d(
 
     Paper: Tompson et al. 2015, "Efficient Object Localization Using Convolutional Networks".
     """
-    return _channel_dropout(x, p, training, keep_prob, mode, seed, generator, inplace,
-                            "dropout1d", 1)
+    return _channel_dropout(
+        x, p, training, keep_prob, mode, seed, generator, inplace, "dropout1d", 1
+    )
 
 
 def dropout2d(
@@ -609,8 +610,9 @@ def dropout2d(
 
     Paper: Tompson et al. 2015, "Efficient Object Localization Using Convolutional Networks".
     """
-    return _channel_dropout(x, p, training, keep_prob, mode, seed, generator, inplace,
-                            "dropout2d", 2)
+    return _channel_dropout(
+        x, p, training, keep_prob, mode, seed, generator, inplace, "dropout2d", 2
+    )
 
 
 def dropout3d(
@@ -649,8 +651,9 @@ def dropout3d(
 
     Paper: Tompson et al. 2015, "Efficient Object Localization Using Convolutional Networks".
     """
-    return _channel_dropout(x, p, training, keep_prob, mode, seed, generator, inplace,
-                            "dropout3d", 3)
+    return _channel_dropout(
+        x, p, training, keep_prob, mode, seed, generator, inplace, "dropout3d", 3
+    )
 
 
 # ---- alpha dropout ---------------------------------------------------------------------------
@@ -883,7 +886,13 @@ def drop_connect(
             f"weight must have shape (out_features, in_features), got {tuple(weight.shape)}"
         )
     w = _masked_dropout(
-        weight, p, training, weight.shape, mode=mode, seed=seed, generator=generator,
+        weight,
+        p,
+        training,
+        weight.shape,
+        mode=mode,
+        seed=seed,
+        generator=generator,
         inplace=False,
     )
     return _torch_F.linear(x, w, bias)
@@ -941,7 +950,14 @@ def drop_path(
         raise ValueError("drop_path: expected an input of shape (N, *), got a 0-d tensor")
     mask_shape = (x.shape[0],) + (1,) * (x.dim() - 1)
     return _masked_dropout(
-        x, p, training, mask_shape, mode=mode, seed=seed, generator=generator, inplace=inplace,
+        x,
+        p,
+        training,
+        mask_shape,
+        mode=mode,
+        seed=seed,
+        generator=generator,
+        inplace=inplace,
         scale=1.0 if mode == "inverted" and not scale_by_keep else None,
     )
 
@@ -1019,15 +1035,18 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 def _check_gamma_scale(gamma_scale) -> float:
-    if isinstance(gamma_scale, bool) or not isinstance(gamma_scale, numbers.Real) or not (
-        math.isfinite(gamma_scale) and gamma_scale > 0
+    if (
+        isinstance(gamma_scale, bool)
+        or not isinstance(gamma_scale, numbers.Real)
+        or not (math.isfinite(gamma_scale) and gamma_scale > 0)
     ):
         raise ValueError(f"gamma_scale must be a positive real number, got {gamma_scale!r}")
     return float(gamma_scale)
 
 
-def drop_block_gamma(p: float, size: tuple[int, int], block: tuple[int, int],
-                     gamma_scale: float = 1.0) -> float:
+def drop_block_gamma(
+    p: float, size: tuple[int, int], block: tuple[int, int], gamma_scale: float = 1.0
+) -> float:
     """DropBlock's seed rate: ``gamma = s p H W / (kh kw) / ((H - kh + 1)(W - kw + 1))``.
 
     ``(kh, kw)`` is the block size clipped to the feature map ``(H, W)``; the result is clipped

@@ -476,8 +476,15 @@ class DropConnect(nn.Linear, _Variant):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
         w = linear.weight
-        m = cls(linear.in_features, linear.out_features, p, linear.bias is not None,
-                device="meta", dtype=w.dtype, **kwargs)
+        m = cls(
+            linear.in_features,
+            linear.out_features,
+            p,
+            linear.bias is not None,
+            device="meta",
+            dtype=w.dtype,
+            **kwargs,
+        )
         m.weight = linear.weight
         m.bias = linear.bias
         return m
@@ -543,8 +550,13 @@ class DropPath(_Variant):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
-            F.drop_path, input, self.p, self.training, scale_by_keep=self.scale_by_keep,
-            mode=self.mode, inplace=self.inplace,
+            F.drop_path,
+            input,
+            self.p,
+            self.training,
+            scale_by_keep=self.scale_by_keep,
+            mode=self.mode,
+            inplace=self.inplace,
         )
 
     def extra_repr(self) -> str:
@@ -608,9 +620,15 @@ class DropBlock2d(_Variant):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
-            F.drop_block_2d, input, self.p, self.training, block_size=self.block_size,
-            gamma_scale=self.gamma_scale, couple_channels=self.couple_channels,
-            scale_by_keep=self.scale_by_keep, inplace=self.inplace,
+            F.drop_block_2d,
+            input,
+            self.p,
+            self.training,
+            block_size=self.block_size,
+            gamma_scale=self.gamma_scale,
+            couple_channels=self.couple_channels,
+            scale_by_keep=self.scale_by_keep,
+            inplace=self.inplace,
         )
 
     def extra_repr(self) -> str:
@@ -671,8 +689,13 @@ class LockedDropout(_Variant):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
-            F.locked_dropout, input, self.p, self.training, batch_first=self.batch_first,
-            mode=self.mode, inplace=self.inplace,
+            F.locked_dropout,
+            input,
+            self.p,
+            self.training,
+            batch_first=self.batch_first,
+            mode=self.mode,
+            inplace=self.inplace,
         )
 
     def extra_repr(self) -> str:

@@ -164,8 +164,11 @@ def _progress_bar(total: int, enabled: bool | None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
-        TextColumn("mc_predict"), BarColumn(), TextColumn("{task.completed}/{task.total} chunks"),
-        TimeRemainingColumn(), transient=True,
+        TextColumn("mc_predict"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} chunks"),
+        TimeRemainingColumn(),
+        transient=True,
     )
     return bar
 
@@ -254,7 +257,7 @@ def mc_predict(
     first, identical = None, T > 1
     kept = []
     bar = _progress_bar(len(starts), progress)
-    with fork, mc_dropout(model), torch.no_grad(), (bar or contextlib.nullcontext()):
+    with fork, mc_dropout(model), torch.no_grad(), bar or contextlib.nullcontext():
         if seed is not None:
             torch.manual_seed(seed)
         job = bar.add_task("mc", total=len(starts)) if bar else None
@@ -438,7 +441,9 @@ def gaussian_log_likelihood(y, samples, tau: float, *, per_point: bool = False):
     T = s.shape[0]
     ll = (
         torch.logsumexp(-0.5 * tau * (y[None] - s) ** 2, 0)
-        - math.log(T) - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau)
+        - math.log(T)
+        - 0.5 * math.log(2 * math.pi)
+        + 0.5 * math.log(tau)
     )
     return ll if per_point else float(ll.mean())
 

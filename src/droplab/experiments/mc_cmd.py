@@ -38,55 +38,129 @@ DEFAULT_OUT = Path("droplab-runs/mc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"folder for mc.json and mc.html (default: {DEFAULT_OUT})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder for mc.json and mc.html (default: {DEFAULT_OUT})",
+    )
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed (default: 0)")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     f = parser.add_argument_group("Fashion-MNIST")
-    f.add_argument("--checkpoint", type=Path, default=None,
-                   help="a `droplab train` checkpoint (or run folder) instead of training")
-    f.add_argument("--data-root", type=Path, default=None,
-                   help="Fashion-MNIST folder (default: droplab.data's search order)")
-    f.add_argument("--epochs", type=positive_int, default=30,
-                   help="epochs of the MLP trained here (default: 30)")
-    f.add_argument("--dropout", type=list_of(probability), default=[0.2, 0.5],
-                   help="drop rate per hidden layer of the MLP trained here (default: 0.2,0.5)")
-    f.add_argument("--hidden", type=list_of(positive_int), default=[256, 256],
-                   help="hidden widths (default: 256,256)")
-    f.add_argument("--samples", type=list_of(positive_int), default=[1, 5, 10, 50, 100],
-                   help="numbers of MC passes T to compare (default: 1,5,10,50,100)")
-    f.add_argument("--angles", type=list_of(float_range(0, 360)),
-                   default=list(range(0, 181, 15)),
-                   help="rotations in degrees (default: 0,15,...,180)")
-    f.add_argument("--rotation-images", type=positive_int, default=1000,
-                   help="test images rotated (default: 1000)")
-    f.add_argument("--rotation-samples", type=positive_int, default=50,
-                   help="MC passes per rotated image (default: 50)")
-    f.add_argument("--speed-sizes", type=list_of(positive_int), default=[1, 32, 256],
-                   help="batch sizes N at which vectorized and looped sampling are timed, T=50 "
-                        "(default: 1,32,256)")
+    f.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a `droplab train` checkpoint (or run folder) instead of training",
+    )
+    f.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="Fashion-MNIST folder (default: droplab.data's search order)",
+    )
+    f.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=30,
+        help="epochs of the MLP trained here (default: 30)",
+    )
+    f.add_argument(
+        "--dropout",
+        type=list_of(probability),
+        default=[0.2, 0.5],
+        help="drop rate per hidden layer of the MLP trained here (default: 0.2,0.5)",
+    )
+    f.add_argument(
+        "--hidden",
+        type=list_of(positive_int),
+        default=[256, 256],
+        help="hidden widths (default: 256,256)",
+    )
+    f.add_argument(
+        "--samples",
+        type=list_of(positive_int),
+        default=[1, 5, 10, 50, 100],
+        help="numbers of MC passes T to compare (default: 1,5,10,50,100)",
+    )
+    f.add_argument(
+        "--angles",
+        type=list_of(float_range(0, 360)),
+        default=list(range(0, 181, 15)),
+        help="rotations in degrees (default: 0,15,...,180)",
+    )
+    f.add_argument(
+        "--rotation-images",
+        type=positive_int,
+        default=1000,
+        help="test images rotated (default: 1000)",
+    )
+    f.add_argument(
+        "--rotation-samples",
+        type=positive_int,
+        default=50,
+        help="MC passes per rotated image (default: 50)",
+    )
+    f.add_argument(
+        "--speed-sizes",
+        type=list_of(positive_int),
+        default=[1, 32, 256],
+        help="batch sizes N at which vectorized and looped sampling are timed, T=50 "
+        "(default: 1,32,256)",
+    )
 
     u = parser.add_argument_group("UCI regression benchmark")
-    u.add_argument("--uci", type=list_of(str), default=None, metavar="NAME[,NAME...]",
-                   help="boston, concrete, energy, kin8nm, power, wine, yacht (folders of DIR)")
-    u.add_argument("--data-dir", type=Path, default=None,
-                   help="the folder holding the UCI dataset folders")
-    u.add_argument("--splits", type=int_range(1, 20), default=None,
-                   help="use the first K splits (default: all 20)")
-    u.add_argument("--epochs-mult", type=positive_int, default=100,
-                   help="epochs = n_epochs.txt (40) x this (default: 100, as in the authors' "
-                        "2018 result files)")
-    u.add_argument("--uci-epochs", type=positive_int, default=None,
-                   help="override the number of epochs (smoke tests)")
-    u.add_argument("--test-samples", type=positive_int, default=10_000,
-                   help="MC passes for the test log-likelihood (default: 10000)")
-    u.add_argument("--val-samples", type=positive_int, default=None,
-                   help="MC passes for the grid search (default: --test-samples)")
-    u.add_argument("--workers", type=positive_int, default=None,
-                   help="processes; the splits are dealt among them (default: one per core)")
+    u.add_argument(
+        "--uci",
+        type=list_of(str),
+        default=None,
+        metavar="NAME[,NAME...]",
+        help="boston, concrete, energy, kin8nm, power, wine, yacht (folders of DIR)",
+    )
+    u.add_argument(
+        "--data-dir", type=Path, default=None, help="the folder holding the UCI dataset folders"
+    )
+    u.add_argument(
+        "--splits",
+        type=int_range(1, 20),
+        default=None,
+        help="use the first K splits (default: all 20)",
+    )
+    u.add_argument(
+        "--epochs-mult",
+        type=positive_int,
+        default=100,
+        help="epochs = n_epochs.txt (40) x this (default: 100, as in the authors' "
+        "2018 result files)",
+    )
+    u.add_argument(
+        "--uci-epochs",
+        type=positive_int,
+        default=None,
+        help="override the number of epochs (smoke tests)",
+    )
+    u.add_argument(
+        "--test-samples",
+        type=positive_int,
+        default=10_000,
+        help="MC passes for the test log-likelihood (default: 10000)",
+    )
+    u.add_argument(
+        "--val-samples",
+        type=positive_int,
+        default=None,
+        help="MC passes for the grid search (default: --test-samples)",
+    )
+    u.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="processes; the splits are dealt among them (default: one per core)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,16 +227,29 @@ def run_uci_cmd(args) -> dict:
             load_uci(name, args.data_dir)  # fail fast, with the path, before any work
         except FileNotFoundError as e:
             raise DroplabError(str(e)) from None
-        print(f"UCI {resolve_name(name)}: grid search + retrain on "
-              f"{args.splits or 'all'} splits, {workers} worker(s) ...", flush=True)
-        s = run_uci(name, args.data_dir, splits=args.splits, epochs_mult=args.epochs_mult,
-                    epochs=args.uci_epochs, samples=args.test_samples,
-                    val_samples=args.val_samples, workers=workers, seed=args.seed)
+        print(
+            f"UCI {resolve_name(name)}: grid search + retrain on "
+            f"{args.splits or 'all'} splits, {workers} worker(s) ...",
+            flush=True,
+        )
+        s = run_uci(
+            name,
+            args.data_dir,
+            splits=args.splits,
+            epochs_mult=args.epochs_mult,
+            epochs=args.uci_epochs,
+            samples=args.test_samples,
+            val_samples=args.val_samples,
+            workers=workers,
+            seed=args.seed,
+        )
         summaries[s["dataset"]] = s
         print(format_table([s]), flush=True)
     if len(summaries) > 1:
-        print("\nall datasets (mean ± standard error over splits; ✓ = within one published "
-              "standard error, or better):")
+        print(
+            "\nall datasets (mean ± standard error over splits; ✓ = within one published "
+            "standard error, or better):"
+        )
         print(format_table(list(summaries.values())))
     return summaries
 
@@ -204,13 +291,20 @@ def _model(args, data):
         except FileNotFoundError as e:
             raise DroplabError(str(e)) from None
         if config.engine != "torch":
-            raise UsageError("--checkpoint: MC dropout needs a torch-engine checkpoint "
-                             f"(this one is engine={config.engine!r})")
+            raise UsageError(
+                "--checkpoint: MC dropout needs a torch-engine checkpoint "
+                f"(this one is engine={config.engine!r})"
+            )
         return model, config.to_dict(), None
     if len(args.dropout) != len(args.hidden):
         raise UsageError(f"--dropout needs one rate per hidden layer ({len(args.hidden)})")
-    config = TrainConfig(hidden=tuple(args.hidden), dropout=tuple(args.dropout),
-                         epochs=args.epochs, seed=args.seed, threads=args.threads)
+    config = TrainConfig(
+        hidden=tuple(args.hidden),
+        dropout=tuple(args.dropout),
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+    )
     result = train(config, progress=not args.no_progress, data=data)
     return result.model, config.to_dict(), result.final
 
@@ -282,10 +376,14 @@ def run_fashion(args) -> dict:
     }
     for r in rows:
         label = "weight scaling" if r["T"] is None else f"MC dropout, T={r['T']}"
-        print(f"{label:>22}: acc {r['accuracy']:.4f}  nll {r['nll']:.4f}  "
-              f"brier {r['brier']:.4f}  ece {r['ece']:.4f}")
-    print(f"AUROC of predictive entropy for telling errors: MC {uncertainty['auroc_error_entropy_mc']:.3f}"
-          f", weight scaling {uncertainty['auroc_error_entropy_ws']:.3f}")
+        print(
+            f"{label:>22}: acc {r['accuracy']:.4f}  nll {r['nll']:.4f}  "
+            f"brier {r['brier']:.4f}  ece {r['ece']:.4f}"
+        )
+    print(
+        f"AUROC of predictive entropy for telling errors: MC {uncertainty['auroc_error_entropy_mc']:.3f}"
+        f", weight scaling {uncertainty['auroc_error_entropy_ws']:.3f}"
+    )
 
     # rotated images: accuracy falls, uncertainty should rise
     xr_base = x[: args.rotation_images]
@@ -296,26 +394,32 @@ def run_fashion(args) -> dict:
         with torch.no_grad():
             wsr = torch.softmax(model(xr), -1)
         pr = mc.mc_predict(model, xr, args.rotation_samples, seed=args.seed, progress=False)
-        rotation.append({
-            "angle": float(angle),
-            "accuracy_mc": mc.accuracy(pr.mean, yr),
-            "accuracy_ws": mc.accuracy(wsr, yr),
-            "entropy_mc": float(pr.entropy.mean()),
-            "entropy_ws": float(-torch.special.xlogy(wsr, wsr).sum(1).mean()),
-            "mutual_info_mc": float(pr.mutual_info.mean()),
-            "confidence_mc": float(pr.mean.max(1).values.mean()),
-            "confidence_ws": float(wsr.max(1).values.mean()),
-            "nll_mc": mc.nll(pr.mean, yr),
-            "nll_ws": mc.nll(wsr, yr),
-        })
+        rotation.append(
+            {
+                "angle": float(angle),
+                "accuracy_mc": mc.accuracy(pr.mean, yr),
+                "accuracy_ws": mc.accuracy(wsr, yr),
+                "entropy_mc": float(pr.entropy.mean()),
+                "entropy_ws": float(-torch.special.xlogy(wsr, wsr).sum(1).mean()),
+                "mutual_info_mc": float(pr.mutual_info.mean()),
+                "confidence_mc": float(pr.mean.max(1).values.mean()),
+                "confidence_ws": float(wsr.max(1).values.mean()),
+                "nll_mc": mc.nll(pr.mean, yr),
+                "nll_ws": mc.nll(wsr, yr),
+            }
+        )
         r = rotation[-1]
-        print(f"rotation {angle:5.1f}°: acc MC {r['accuracy_mc']:.3f} / WS {r['accuracy_ws']:.3f}"
-              f"  entropy MC {r['entropy_mc']:.3f}  BALD {r['mutual_info_mc']:.3f}")
+        print(
+            f"rotation {angle:5.1f}°: acc MC {r['accuracy_mc']:.3f} / WS {r['accuracy_ws']:.3f}"
+            f"  entropy MC {r['entropy_mc']:.3f}  BALD {r['mutual_info_mc']:.3f}"
+        )
 
     speed = speed_table(model, x, args.speed_sizes, T=50)
     for s in speed:
-        print(f"sampling N={s['N']:>4}, T={s['T']}: vectorized {s['vectorized_s'] * 1e3:.1f} ms, "
-              f"loop {s['loop_s'] * 1e3:.1f} ms (CPU time), speed-up {s['speedup']:.1f}x")
+        print(
+            f"sampling N={s['N']:>4}, T={s['T']}: vectorized {s['vectorized_s'] * 1e3:.1f} ms, "
+            f"loop {s['loop_s'] * 1e3:.1f} ms (CPU time), speed-up {s['speedup']:.1f}x"
+        )
 
     return {
         "config": config,
@@ -324,8 +428,11 @@ def run_fashion(args) -> dict:
         "metrics": rows,
         "uncertainty": uncertainty,
         "reliability": reliability,
-        "rotation": {"images": int(xr_base.shape[0]), "samples": args.rotation_samples,
-                     "points": rotation},
+        "rotation": {
+            "images": int(xr_base.shape[0]),
+            "samples": args.rotation_samples,
+            "points": rotation,
+        },
         "speed": speed,
         "seconds_mc": t_mc,
         "seed": args.seed,
@@ -342,6 +449,13 @@ def speed_table(model, x, sizes, *, T: int = 50) -> list[dict]:
         xb = x[:n]
         vec = _time(lambda xb=xb: mc_predict(model, xb, T, progress=False))
         loop = _time(lambda xb=xb: _loop_sample(model, xb, T))
-        rows.append({"N": int(xb.shape[0]), "T": T, "vectorized_s": vec, "loop_s": loop,
-                     "speedup": loop / vec})
+        rows.append(
+            {
+                "N": int(xb.shape[0]),
+                "T": T,
+                "vectorized_s": vec,
+                "loop_s": loop,
+                "speedup": loop / vec,
+            }
+        )
     return rows

@@ -297,11 +297,15 @@ class _Step:
                 return words, words.view(torch.int16)[: math.prod(shape)].view(shape)
 
             self.buffers[b] = {
-                "bits_x": bits(G, b, d), "bits_h": bits(G, b, H),
-                "kx": torch.empty(G, b, d, dtype=torch.bool), "xm": torch.empty(G, b, d),
+                "bits_x": bits(G, b, d),
+                "bits_h": bits(G, b, H),
+                "kx": torch.empty(G, b, d, dtype=torch.bool),
+                "xm": torch.empty(G, b, d),
                 "kh": torch.empty(G, b, H, dtype=torch.bool),
                 "pos": torch.empty(G, b, H, dtype=torch.bool),
-                "a": torch.empty(G, b, H), "Q": torch.empty(G, b, H), "da": torch.empty(G, b, H),
+                "a": torch.empty(G, b, H),
+                "Q": torch.empty(G, b, H),
+                "da": torch.empty(G, b, H),
                 "tmp": torch.empty(G, b, H),
                 "out": torch.empty(G, b, 1),
             }
@@ -317,9 +321,17 @@ class _Step:
 
     def grads(self, xb, yb) -> list:
         """Gradients of ``sum_g loss_g`` for the batch ``xb`` (G, b, d), ``yb`` (G, b, 1)."""
-        return _grads(self.params, xb, yb, self.masks(xb.shape[1], "x"),
-                      self.masks(xb.shape[1], "h"), self.scale, self.reg2,
-                      self._buffers(xb.shape[1]), self.grad)
+        return _grads(
+            self.params,
+            xb,
+            yb,
+            self.masks(xb.shape[1], "x"),
+            self.masks(xb.shape[1], "h"),
+            self.scale,
+            self.reg2,
+            self._buffers(xb.shape[1]),
+            self.grad,
+        )
 
 
 def _grads(params, xb, yb, kx, kh, scale, reg2, buf=None, out=None):

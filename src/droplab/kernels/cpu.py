@@ -207,8 +207,9 @@ def _scale_par_f32(x, y, seed, t, scale, offset):
 
 @njit(**_FLAGS)
 def _scale_ser_f32(x, y, seed, t, scale, offset):
-    _scale_segment(x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float32(scale),
-                   np.float32(0.0))
+    _scale_segment(
+        x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float32(scale), np.float32(0.0)
+    )
 
 
 @njit(parallel=True, **_FLAGS)
@@ -224,8 +225,9 @@ def _scale_par_f64(x, y, seed, t, scale, offset):
 
 @njit(**_FLAGS)
 def _scale_ser_f64(x, y, seed, t, scale, offset):
-    _scale_segment(x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float64(scale),
-                   np.float64(0.0))
+    _scale_segment(
+        x, y, np.uint64(offset), _key_of(seed), np.uint64(t), np.float64(scale), np.float64(0.0)
+    )
 
 
 @njit(parallel=True, **_FLAGS)
@@ -260,8 +262,9 @@ def _packed_par(x, y, bits, key, t, scale, offset):
         a = c * CHUNK
         b = min(a + CHUNK, n)
         # CHUNK is a multiple of 8: each chunk owns its bytes of the packed mask outright
-        _packed_segment(x[a:b], y[a:b], bits[a // 8 : (b + 7) // 8], np.uint64(offset + a), key,
-                        t, scale, zero)
+        _packed_segment(
+            x[a:b], y[a:b], bits[a // 8 : (b + 7) // 8], np.uint64(offset + a), key, t, scale, zero
+        )
 
 
 @njit(parallel=True, **_FLAGS)
@@ -302,8 +305,15 @@ def _threshold(p: float) -> int:
     return t
 
 
-def dropout_cpu(x: np.ndarray, p: float, scale: float, seed: int, *, out: np.ndarray | None = None,
-                offset: int = 0) -> np.ndarray:
+def dropout_cpu(
+    x: np.ndarray,
+    p: float,
+    scale: float,
+    seed: int,
+    *,
+    out: np.ndarray | None = None,
+    offset: int = 0,
+) -> np.ndarray:
     """``out = x * keep * scale`` for a flat float32/float64 array (``out`` may be ``x``).
 
     ``keep`` is the seeded mask of ``droplab.kernels.rng`` at global indices ``offset + i``. The
@@ -318,8 +328,15 @@ def dropout_cpu(x: np.ndarray, p: float, scale: float, seed: int, *, out: np.nda
     return out
 
 
-def dropout_bf16_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
-                     out: np.ndarray | None = None, offset: int = 0) -> np.ndarray:
+def dropout_bf16_cpu(
+    x: np.ndarray,
+    p: float,
+    scale: float,
+    seed: int,
+    *,
+    out: np.ndarray | None = None,
+    offset: int = 0,
+) -> np.ndarray:
     """The same as ``dropout_cpu`` for bfloat16 bits stored as ``uint16``, computed in float32."""
     out = np.empty_like(x) if out is None else out
     kernel = _scale_bf16_ser if x.size < SERIAL_BELOW else _scale_bf16_par
@@ -327,9 +344,16 @@ def dropout_bf16_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
     return out
 
 
-def dropout_packed_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
-                       out: np.ndarray | None = None, bits: np.ndarray | None = None,
-                       offset: int = 0):
+def dropout_packed_cpu(
+    x: np.ndarray,
+    p: float,
+    scale: float,
+    seed: int,
+    *,
+    out: np.ndarray | None = None,
+    bits: np.ndarray | None = None,
+    offset: int = 0,
+):
     """``dropout_cpu`` that also returns the keep-mask packed 1 bit per element (``uint8``).
 
     Bit ``i % 8`` of byte ``i // 8`` (little-endian bit order, like ``np.packbits(...,
@@ -342,8 +366,9 @@ def dropout_packed_cpu(x: np.ndarray, p: float, scale: float, seed: int, *,
     return out, bits
 
 
-def unpack_scale_cpu(gy: np.ndarray, bits: np.ndarray, scale: float, *,
-                     out: np.ndarray | None = None) -> np.ndarray:
+def unpack_scale_cpu(
+    gy: np.ndarray, bits: np.ndarray, scale: float, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """``out = gy * keep * scale`` with ``keep`` read from a packed mask (the packed backward)."""
     out = np.empty_like(gy) if out is None else out
     _unpack_par(gy, out, bits, _scalar(gy, scale))

@@ -89,7 +89,10 @@ def fast_available(x: torch.Tensor, *, auto: bool = False) -> tuple[bool, str]:
     if missing:
         return False, missing
     if auto and x.numel() < AUTO_MIN_NUMEL:
-        return False, f"x has {x.numel()} elements; below {AUTO_MIN_NUMEL} torch's dropout is faster"
+        return (
+            False,
+            f"x has {x.numel()} elements; below {AUTO_MIN_NUMEL} torch's dropout is faster",
+        )
     return True, ""
 
 

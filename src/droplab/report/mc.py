@@ -19,8 +19,9 @@ def reliability_plot(reliability: dict) -> bytes:
     from droplab.report.html import figure_png
 
     plt = _pyplot()
-    fig, (ax, axc) = plt.subplots(2, 1, figsize=(5.6, 6.0), sharex=True,
-                                  gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, axc) = plt.subplots(
+        2, 1, figsize=(5.6, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
     ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
     for i, (label, r) in enumerate(reliability.items()):
         conf = [c for c, n in zip(r["confidence"], r["count"]) if n]
@@ -28,8 +29,13 @@ def reliability_plot(reliability: dict) -> bytes:
         ax.plot(conf, acc, "-o", ms=4, color=f"C{i}", label=label)
         edges = r["edges"]
         width = (edges[1] - edges[0]) / (len(reliability) + 1)
-        axc.bar([e + width * (i + 0.5) for e in edges[:-1]], r["count"], width=width,
-                color=f"C{i}", align="edge")
+        axc.bar(
+            [e + width * (i + 0.5) for e in edges[:-1]],
+            r["count"],
+            width=width,
+            color=f"C{i}",
+            align="edge",
+        )
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability diagram (test set)")
     ax.grid(alpha=0.3)
@@ -70,12 +76,25 @@ def rotation_plot(points: list[dict]) -> bytes:
     ax1.plot(a, [p["accuracy_mc"] for p in points], "-o", color="C1", ms=4, label="MC dropout")
     ax1.plot(a, [p["accuracy_ws"] for p in points], "--s", color="C0", ms=4, label="weight scaling")
     ax1.set_ylabel("accuracy")
-    ax2.plot(a, [p["entropy_mc"] for p in points], "-o", color="C1", ms=4,
-             label="predictive entropy, MC")
-    ax2.plot(a, [p["entropy_ws"] for p in points], "--s", color="C0", ms=4,
-             label="entropy, weight scaling")
-    ax2.plot(a, [p["mutual_info_mc"] for p in points], "-^", color="C2", ms=4,
-             label="mutual information (BALD), MC")
+    ax2.plot(
+        a, [p["entropy_mc"] for p in points], "-o", color="C1", ms=4, label="predictive entropy, MC"
+    )
+    ax2.plot(
+        a,
+        [p["entropy_ws"] for p in points],
+        "--s",
+        color="C0",
+        ms=4,
+        label="entropy, weight scaling",
+    )
+    ax2.plot(
+        a,
+        [p["mutual_info_mc"] for p in points],
+        "-^",
+        color="C2",
+        ms=4,
+        label="mutual information (BALD), MC",
+    )
     ax2.set_ylabel("nats (mean over images)")
     for ax, title in ((ax1, "Accuracy falls"), (ax2, "Uncertainty rises")):
         ax.set_xlabel("rotation (degrees)")
@@ -93,47 +112,89 @@ def _fmt(mean_se) -> str:
 def fashion_sections(f: dict) -> list[Section]:
     metrics = Section("Fashion-MNIST: weight scaling vs MC dropout")
     cfg = f.get("config") or {}
-    metrics.add(paragraph(
-        f"MLP {cfg.get('hidden')} with dropout {cfg.get('dropout')}, {cfg.get('epochs')} epochs; "
-        f"{f['test_examples']} test images. Weight scaling is the deterministic eval network; "
-        "MC dropout averages the softmax of T passes with dropout on. ECE: 15 equal-width bins."
-    ))
-    rows = [[("weight scaling" if r["T"] is None else "MC dropout"),
-             "-" if r["T"] is None else r["T"], r["accuracy"], r["nll"], r["brier"], r["ece"]]
-            for r in f["metrics"]]
-    metrics.add(table(["method", "T", "accuracy", "NLL", "Brier", "ECE"], rows,
-                      table_id="mc-metrics"))
+    metrics.add(
+        paragraph(
+            f"MLP {cfg.get('hidden')} with dropout {cfg.get('dropout')}, {cfg.get('epochs')} epochs; "
+            f"{f['test_examples']} test images. Weight scaling is the deterministic eval network; "
+            "MC dropout averages the softmax of T passes with dropout on. ECE: 15 equal-width bins."
+        )
+    )
+    rows = [
+        [
+            ("weight scaling" if r["T"] is None else "MC dropout"),
+            "-" if r["T"] is None else r["T"],
+            r["accuracy"],
+            r["nll"],
+            r["brier"],
+            r["ece"],
+        ]
+        for r in f["metrics"]
+    ]
+    metrics.add(
+        table(["method", "T", "accuracy", "NLL", "Brier", "ECE"], rows, table_id="mc-metrics")
+    )
     metrics.add(image(metrics_vs_T_plot(f["metrics"]), "NLL, ECE and accuracy against T"))
     metrics.add(image(reliability_plot(f["reliability"]), "Reliability diagram"))
     u = f["uncertainty"]
-    metrics.add(table(
-        ["uncertainty score", "AUROC for telling errors"],
-        [[f"predictive entropy, MC (T={u['T']})", u["auroc_error_entropy_mc"]],
-         [f"mutual information (BALD), MC (T={u['T']})", u["auroc_error_bald_mc"]],
-         ["entropy, weight scaling", u["auroc_error_entropy_ws"]],
-         ["1 - top probability, weight scaling", u["auroc_error_maxprob_ws"]]],
-    ))
+    metrics.add(
+        table(
+            ["uncertainty score", "AUROC for telling errors"],
+            [
+                [f"predictive entropy, MC (T={u['T']})", u["auroc_error_entropy_mc"]],
+                [f"mutual information (BALD), MC (T={u['T']})", u["auroc_error_bald_mc"]],
+                ["entropy, weight scaling", u["auroc_error_entropy_ws"]],
+                ["1 - top probability, weight scaling", u["auroc_error_maxprob_ws"]],
+            ],
+        )
+    )
     rot = f["rotation"]
     rotation = Section("Rotated images")
-    rotation.add(paragraph(
-        f"The first {rot['images']} test images rotated by each angle (bilinear); MC dropout with "
-        f"T={rot['samples']}. An honest model grows less sure as the images leave the training "
-        "distribution."
-    ))
+    rotation.add(
+        paragraph(
+            f"The first {rot['images']} test images rotated by each angle (bilinear); MC dropout with "
+            f"T={rot['samples']}. An honest model grows less sure as the images leave the training "
+            "distribution."
+        )
+    )
     rotation.add(image(rotation_plot(rot["points"]), "Accuracy and uncertainty against rotation"))
-    rotation.add(table(
-        ["angle", "accuracy MC", "accuracy WS", "entropy MC", "BALD MC", "entropy WS"],
-        [[p["angle"], p["accuracy_mc"], p["accuracy_ws"], p["entropy_mc"], p["mutual_info_mc"],
-          p["entropy_ws"]] for p in rot["points"]],
-    ))
+    rotation.add(
+        table(
+            ["angle", "accuracy MC", "accuracy WS", "entropy MC", "BALD MC", "entropy WS"],
+            [
+                [
+                    p["angle"],
+                    p["accuracy_mc"],
+                    p["accuracy_ws"],
+                    p["entropy_mc"],
+                    p["mutual_info_mc"],
+                    p["entropy_ws"],
+                ]
+                for p in rot["points"]
+            ],
+        )
+    )
     speed = Section("Vectorized sampling vs a Python loop")
-    speed.add(paragraph(
-        "mc_predict repeats the batch T times in one forward; the baseline loops over T passes. "
-        "CPU time, best of 5, same run, same model."
-    ))
-    speed.add(table(["N", "T", "vectorized (CPU ms)", "loop (CPU ms)", "speed-up"],
-                    [[s["N"], s["T"], f"{s['vectorized_s'] * 1e3:.1f}",
-                      f"{s['loop_s'] * 1e3:.1f}", f"{s['speedup']:.1f}x"] for s in f["speed"]]))
+    speed.add(
+        paragraph(
+            "mc_predict repeats the batch T times in one forward; the baseline loops over T passes. "
+            "CPU time, best of 5, same run, same model."
+        )
+    )
+    speed.add(
+        table(
+            ["N", "T", "vectorized (CPU ms)", "loop (CPU ms)", "speed-up"],
+            [
+                [
+                    s["N"],
+                    s["T"],
+                    f"{s['vectorized_s'] * 1e3:.1f}",
+                    f"{s['loop_s'] * 1e3:.1f}",
+                    f"{s['speedup']:.1f}x",
+                ]
+                for s in f["speed"]
+            ],
+        )
+    )
     return [metrics, rotation, speed]
 
 
@@ -141,13 +202,15 @@ def uci_section(uci: dict) -> Section:
     from droplab.experiments.uci import within
 
     sec = Section("UCI regression (Gal & Ghahramani 2016)")
-    sec.add(paragraph(
-        "One hidden layer of 50 ReLU units, dropout on input and hidden layer, (p, tau) chosen "
-        "per split on an inner 80/20 split by MC log-likelihood, retrained on the full training "
-        "part; test RMSE of the MC mean and test log-likelihood with T MC passes. Mean ± standard "
-        "error over splits; published: the authors' grid-search re-run on the same splits. "
-        "✓: within one published standard error, or better."
-    ))
+    sec.add(
+        paragraph(
+            "One hidden layer of 50 ReLU units, dropout on input and hidden layer, (p, tau) chosen "
+            "per split on an inner 80/20 split by MC log-likelihood, retrained on the full training "
+            "part; test RMSE of the MC mean and test log-likelihood with T MC passes. Mean ± standard "
+            "error over splits; published: the authors' grid-search re-run on the same splits. "
+            "✓: within one published standard error, or better."
+        )
+    )
     rows = []
     for name, s in uci.items():
         pub = s.get("published")
@@ -155,13 +218,34 @@ def uci_section(uci: dict) -> Section:
         if pub:
             ok_r = " ✓" if within(s["rmse"], pub["rmse"], higher_is_better=False) else " ✗"
             ok_l = " ✓" if within(s["ll"], pub["ll"], higher_is_better=True) else " ✗"
-        rows.append([
-            name, s["splits"], s["epochs"], _fmt(s["rmse"]) + ok_r,
-            _fmt(pub["rmse"]) if pub else "-", _fmt(s["ll"]) + ok_l,
-            _fmt(pub["ll"]) if pub else "-", f"{s['seconds']:.0f}",
-        ])
-    sec.add(table(["dataset", "splits", "epochs", "RMSE", "RMSE (published)", "test LL",
-                   "test LL (published)", "seconds"], rows, table_id="uci"))
+        rows.append(
+            [
+                name,
+                s["splits"],
+                s["epochs"],
+                _fmt(s["rmse"]) + ok_r,
+                _fmt(pub["rmse"]) if pub else "-",
+                _fmt(s["ll"]) + ok_l,
+                _fmt(pub["ll"]) if pub else "-",
+                f"{s['seconds']:.0f}",
+            ]
+        )
+    sec.add(
+        table(
+            [
+                "dataset",
+                "splits",
+                "epochs",
+                "RMSE",
+                "RMSE (published)",
+                "test LL",
+                "test LL (published)",
+                "seconds",
+            ],
+            rows,
+            table_id="uci",
+        )
+    )
     for name, s in uci.items():
         chosen = {}
         for r in s["per_split"]:
@@ -183,5 +267,9 @@ def build(directory) -> Path:
         sections.append(uci_section(data["uci"]))
     if not sections:
         sections.append(Section("Nothing yet", paragraph("mc.json holds no results.")))
-    return write_page(d / "mc.html", "droplab: Monte-Carlo dropout", sections,
-                      subtitle="Gal & Ghahramani (2016), Dropout as a Bayesian Approximation")
+    return write_page(
+        d / "mc.html",
+        "droplab: Monte-Carlo dropout",
+        sections,
+        subtitle="Gal & Ghahramani (2016), Dropout as a Bayesian Approximation",
+    )

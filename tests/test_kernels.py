@@ -7,6 +7,7 @@ under the null hypothesis (K = 5: a false alarm once in ~1.7 million tests per a
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -442,3 +443,20 @@ def test_no_grad_and_inference_mode_paths():
         assert torch.equal(fast_dropout(xi, 0.5, 2.0, 9, inplace=True), want)
     with pytest.raises(ValueError, match="do not combine"):
         fast_dropout(x, 0.5, 2.0, 9, packed=True, inplace=True)
+
+
+def test_first_kernel_call_keeps_torch_thread_count_and_numba_follows_it():
+    # numba's OpenMP layer resets the process's OpenMP thread count when it starts
+    code = (
+        "import json, torch; torch.set_num_threads(1)\n"
+        "import droplab, numba\n"
+        "droplab.dropout(torch.ones(10**5), 0.5, backend='fast')\n"
+        "a = [torch.get_num_threads(), numba.get_num_threads()]\n"
+        "torch.set_num_threads(2); droplab.dropout(torch.ones(10**5), 0.5, backend='fast')\n"
+        "b = [torch.get_num_threads(), numba.get_num_threads()]\n"
+        "print(json.dumps([a, b, min(2, numba.config.NUMBA_NUM_THREADS)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, second, numba_max = json.loads(out.stdout)
+    assert first == [1, 1]
+    assert second == [2, numba_max]

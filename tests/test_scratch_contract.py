@@ -10,8 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from droplab import scratch
-from droplab.scratch import _checks
+from droplab import _checks, scratch
 from droplab.scratch.mask import derive_seed, stream_key
 
 

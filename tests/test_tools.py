@@ -13,22 +13,9 @@ from torch import nn
 
 import droplab
 from droplab import layers
+from droplab.experiments.tour_sections.s01_custom_dropout import CustomDropout
 from droplab.kernels.rng import derive_seed
 from droplab.tools import ScalingCheck, check_scaling, replace_dropout
-
-
-class CustomDropout(nn.Module):
-    """The tutorial's layer: divides by 1 - p in training AND multiplies by 1 - p at eval."""
-
-    def __init__(self, p=0.5):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if self.training:
-            mask = (torch.rand(x.shape) > self.p).float()
-            return x * mask / (1 - self.p)
-        return x * (1 - self.p)
 
 
 class UnscaledDropout(CustomDropout):

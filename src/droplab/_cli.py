@@ -1,4 +1,5 @@
-"""What every CLI handler shares: the error kinds that map to exit codes, and argument types.
+"""What every CLI handler shares: the error kinds that map to exit codes, argument types, and
+the options that several commands define alike.
 
 ``UsageError`` (bad arguments) exits 2, ``DroplabError`` (anything else that went wrong in a way we
 can explain in one line: missing data, an unwritable folder) exits 1. Both print one line.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 class DroplabError(RuntimeError):
@@ -82,3 +84,49 @@ def _range(lo, hi, lo_open: bool = False) -> str:
 probability = float_range(0.0, 1.0)
 positive_int = int_range(1)
 positive_float = float_range(0.0, None, lo_open=True)
+
+
+# -- options that several commands share, spelled once; ``parser`` may be an argument group ----
+
+
+def add_engine(parser) -> None:
+    """``--engine torch|scratch``: which engine trains the MLP."""
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "scratch"),
+        default="torch",
+        help="torch, or scratch (the NumPy engine) (default: torch)",
+    )
+
+
+def add_seed(parser, help: str = "seeds the weights, the shuffling and the masks") -> None:
+    """``--seed``: an int in ``[0, 2**63 - 1]`` (``TrainConfig``'s range), default 0."""
+    parser.add_argument(
+        "--seed", type=int_range(0, 2**63 - 1), default=0, help=f"{help} (default: 0)"
+    )
+
+
+def add_threads(parser) -> None:
+    """``--threads``: torch's intra-op threads, default torch's own choice."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch threads (default: torch's, one per core)",
+    )
+
+
+def add_subset(parser, help: str) -> None:
+    """``--subset N``: train on the first N training examples."""
+    parser.add_argument("--subset", type=positive_int, default=None, metavar="N", help=help)
+
+
+def add_out(parser, default: str, help: str) -> None:
+    """``--out DIR``: the output folder, a ``Path``; ``help`` is followed by the default."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(default),
+        metavar="DIR",
+        help=f"{help} (default: ./{default})",
+    )

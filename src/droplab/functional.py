@@ -12,8 +12,9 @@ Overfitting", JMLR 15)::
 ``keep_prob = 1 - p`` is the parametrization of Andrew Ng's course; give one or the other.
 Both forms have ``E[y_train] = y_eval``: scale once, either in training or at eval, never both.
 
-Argument checks live here (``check_p`` and friends) so that the function, the module, the kernel
-and the NumPy engine raise the same text.
+Argument checks (``check_p`` and friends) live in ``droplab._checks``, which the NumPy engine
+imports too, so that the function, the module, the kernel and both engines raise the same text;
+they are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import numbers
 
 import torch
 
+from droplab._checks import MODES as MODES
+from droplab._checks import check_mode, check_p, resolve_p
 from droplab.kernels.rng import check_seed, dropout_mask
 
-MODES = ("inverted", "classic")
 BACKENDS = ("auto", "torch", "fast")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -33,47 +35,6 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # ----------------------------------------------------------------------------------------------
 # argument checks shared by every dropout family
 # ----------------------------------------------------------------------------------------------
-
-
-def check_p(p, name: str = "p", *, upper_open: bool = False) -> float:
-    """Validate a probability: a real number in ``[0, 1]`` (``[0, 1)`` with ``upper_open``).
-
-    Accepts Python/NumPy reals and one-element tensors; rejects ``bool``, strings, NaN and
-    multi-element tensors, naming the argument and the accepted range.
-    """
-    accepted = "[0, 1)" if upper_open else "[0, 1]"
-    if isinstance(p, torch.Tensor):
-        if p.numel() != 1 or p.dtype == torch.bool or p.is_complex():
-            raise TypeError(
-                f"{name} must be a real number in {accepted}, got a tensor of shape "
-                f"{tuple(p.shape)} and dtype {p.dtype}"
-            )
-        p = p.item()
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{name} must be a real number in {accepted}, got {type(p).__name__} {p!r}")
-    p = float(p)
-    if math.isnan(p) or p < 0 or p > 1 or (upper_open and p == 1):
-        raise ValueError(f"{name} must be a real number in {accepted}, got {p!r}")
-    return p
-
-
-def resolve_p(p=None, keep_prob=None, *, default: float = 0.5) -> float:
-    """The drop probability from ``p`` or ``keep_prob = 1 - p`` (giving both is a TypeError)."""
-    if p is not None and keep_prob is not None:
-        raise TypeError(
-            f"give p (drop probability) or keep_prob (= 1 - p), not both; got p={p!r}, "
-            f"keep_prob={keep_prob!r}"
-        )
-    if keep_prob is not None:
-        return 1.0 - check_p(keep_prob, "keep_prob")
-    return check_p(default if p is None else p, "p")
-
-
-def check_mode(mode) -> str:
-    """Validate ``mode``: one of ``MODES``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
-    return mode
 
 
 def check_backend(backend) -> str:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from droplab._cli import int_range, positive_int
+from droplab._cli import add_engine, add_out, add_seed, add_subset, add_threads, positive_int
 
 DEFAULT_OUT = "droplab-runs/demo"
 QUICK_SUBSET, QUICK_EPOCHS = 2000, 1
@@ -31,38 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="epochs per run (default: 5; 1 with --quick)",
     )
-    parser.add_argument(
-        "--seed",
-        type=int_range(0, 2**63 - 1),
-        default=0,
-        help="seeds weights, shuffling and masks, the same for both runs (default: 0)",
-    )
-    parser.add_argument(
-        "--engine",
-        choices=("torch", "scratch"),
-        default="torch",
-        help="torch, or scratch (the NumPy engine) (default: torch)",
-    )
-    parser.add_argument(
-        "--subset",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="train on the first N examples (default: all; 2000 with --quick)",
-    )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch threads (default: torch's, one per core)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(DEFAULT_OUT),
-        metavar="DIR",
-        help=f"output folder (default: ./{DEFAULT_OUT})",
-    )
+    add_seed(parser, "seeds weights, shuffling and masks, the same for both runs")
+    add_engine(parser)
+    add_subset(parser, f"train on the first N examples (default: all; {QUICK_SUBSET} with --quick)")
+    add_threads(parser)
+    add_out(parser, DEFAULT_OUT, "output folder")
     parser.add_argument(
         "--quick",
         action="store_true",

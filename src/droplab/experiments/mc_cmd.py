@@ -27,6 +27,8 @@ from pathlib import Path
 from droplab._cli import (
     DroplabError,
     UsageError,
+    add_out,
+    add_threads,
     float_range,
     int_range,
     list_of,
@@ -34,20 +36,13 @@ from droplab._cli import (
     probability,
 )
 
-DEFAULT_OUT = Path("droplab-runs/mc")
+DEFAULT_OUT = "droplab-runs/mc"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT,
-        help=f"folder for mc.json and mc.html (default: {DEFAULT_OUT})",
-    )
+    add_out(parser, DEFAULT_OUT, "folder for mc.json and mc.html")
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed (default: 0)")
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, help="torch threads (default: torch's)"
-    )
+    add_threads(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     f = parser.add_argument_group("Fashion-MNIST")

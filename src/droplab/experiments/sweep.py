@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from droplab._cli import DroplabError, UsageError, int_range, positive_int
+from droplab._cli import DroplabError, UsageError, add_out, int_range, positive_int
 
 DEFAULT_OUT = "droplab-runs/sweep"
 TRAINER_ENV = "DROPLAB_SWEEP_TRAINER"  # for tests: a "module:function" fake trainer
@@ -407,12 +407,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a sweep file with [grid] and [fixed] tables (and `seeds = N`)",
     )
     where = parser.add_argument_group("where it runs")
-    where.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        metavar="DIR",
-        help=f"results folder: DIR/sweep.db, DIR/report.html (default {DEFAULT_OUT})",
-    )
+    add_out(where, DEFAULT_OUT, "results folder: DIR/sweep.db, DIR/report.html")
     where.add_argument(
         "--executor",
         choices=("local", "ray"),

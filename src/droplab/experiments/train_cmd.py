@@ -16,7 +16,18 @@ import argparse
 import re
 from pathlib import Path
 
-from droplab._cli import float_range, int_range, list_of, positive_float, positive_int, probability
+from droplab._cli import (
+    add_engine,
+    add_out,
+    add_seed,
+    add_subset,
+    add_threads,
+    float_range,
+    list_of,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 DEFAULT_OUT = "droplab-runs/train"
 
@@ -24,12 +35,7 @@ DEFAULT_OUT = "droplab-runs/train"
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``TrainConfig`` (shared by ``droplab train``); defaults are the recipe's."""
     g = parser.add_argument_group("network")
-    g.add_argument(
-        "--engine",
-        choices=("torch", "scratch"),
-        default="torch",
-        help="torch, or scratch (the NumPy engine) (default: torch)",
-    )
+    add_engine(g)
     g.add_argument(
         "--hidden",
         type=list_of(positive_int),
@@ -123,37 +129,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="E,E",
         help="--scheduler multistep: epochs after which lr *= gamma (default: 3)",
     )
-    g.add_argument(
-        "--subset",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="train on the first N training examples (default: all 60,000)",
-    )
-    g.add_argument(
-        "--seed",
-        type=int_range(0, 2**63 - 1),
-        default=0,
-        help="seeds the weights, the shuffling and the masks (default: 0)",
-    )
-    g.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch threads (default: torch's, one per core)",
-    )
+    add_subset(g, "train on the first N training examples (default: all 60,000)")
+    add_seed(g)
+    add_threads(g)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     g = parser.add_argument_group("output")
-    g.add_argument(
-        "--out",
-        type=Path,
-        default=Path(DEFAULT_OUT),
-        metavar="DIR",
-        help=f"run folder (default: ./{DEFAULT_OUT})",
-    )
+    add_out(g, DEFAULT_OUT, "run folder")
     g.add_argument(
         "--resume",
         action="store_true",

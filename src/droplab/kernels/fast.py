@@ -102,10 +102,23 @@ _cpu_module = None
 def _cpu():
     global _cpu_module
     if _cpu_module is None:
+        threads = torch.get_num_threads()
         from droplab.kernels import cpu  # imports numba (first call: loads the cached kernels)
 
+        # numba's OpenMP layer starts on the first parallel kernel and resets the process's
+        # OpenMP thread count, which is torch's too: start it now, then give torch its count back
+        cpu.mask_cpu(2 * cpu.SERIAL_BELOW, 0.5, 0)
+        torch.set_num_threads(threads)
         _cpu_module = cpu
+    _sync_threads(_cpu_module)
     return _cpu_module
+
+
+def _sync_threads(cpu) -> None:
+    """Run the parallel kernels on as many threads as torch uses (``torch.set_num_threads``)."""
+    want = min(torch.get_num_threads(), cpu.numba.config.NUMBA_NUM_THREADS)
+    if cpu.numba.get_num_threads() != want:
+        cpu.numba.set_num_threads(want)
 
 
 def _flat(t: torch.Tensor) -> np.ndarray:

@@ -23,10 +23,11 @@ wrap modulo ``2**64`` exactly as ``uint64`` would, and right shifts are made log
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
+
+from droplab._checks import check_mask_p, check_seed
 
 GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, the Weyl increment
 MIX1 = 0xBF58476D1CE4E5B9
@@ -47,18 +48,6 @@ def mix64_int(z: int) -> int:
     z = ((z ^ (z >> 30)) * MIX1) & MASK64
     z = ((z ^ (z >> 27)) * MIX2) & MASK64
     return z ^ (z >> 31)
-
-
-def check_seed(seed, name: str = "seed") -> int:
-    """Validate a seed: an integer in ``[0, 2**64 - 1]``."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"{name} must be an int in [0, 2**64 - 1], got {type(seed).__name__} {seed!r}"
-        )
-    seed = int(seed)
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{name} must be an int in [0, 2**64 - 1], got {seed}")
-    return seed
 
 
 def stream_key(seed: int) -> int:
@@ -110,8 +99,7 @@ def dropout_mask(shape, p: float, *, seed: int, device=None) -> torch.Tensor:
         torch.Size([2, 4])
     """
     shape = torch.Size((shape,) if isinstance(shape, numbers.Integral) else shape)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0 <= p <= 1:
-        raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
+    check_mask_p(p)
     seed = check_seed(seed)  # also for an empty shape, which draws no words
     u = random_words(shape.numel(), seed, device=device)
     return (u >= keep_threshold(p)).reshape(shape)

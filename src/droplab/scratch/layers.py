@@ -24,9 +24,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from droplab._checks import check_mode, check_seed, resolve_p
 from droplab.scratch import init as _init
-from droplab.scratch._checks import check_mode, resolve_p
-from droplab.scratch.mask import _check, derive_seed, dropout_mask
+from droplab.scratch.mask import derive_seed, dropout_mask
 from droplab.scratch.module import Module, Parameter
 
 # ----------------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class Dropout(Module):
         super().__init__()
         self.p = resolve_p(p, keep_prob)
         self.mode = check_mode(mode)
-        self.seed = None if seed is None else _check(0.0, seed)
+        self.seed = None if seed is None else check_seed(seed)
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.step = 0  # seeded training forwards so far: step k uses derive_seed(seed, k)
         self.frozen = False  # reuse the last mask (gradient checking), see freeze_masks

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from droplab.scratch._checks import check_reduction
+
+def check_reduction(reduction) -> str:
+    """Validate a loss reduction: ``"mean"``, ``"sum"`` or ``"none"`` (torch's names)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    return reduction
 
 
 class _Loss:

@@ -8,9 +8,10 @@ torch or numba, so that the NumPy engine can share masks with the torch engine b
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from droplab._checks import check_mask_p, check_seed
 
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
@@ -29,18 +30,6 @@ def _mix64(z: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
     return z ^ (z >> np.uint64(31))
-
-
-def _check(p, seed) -> int:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0 <= p <= 1:
-        raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"seed must be an int in [0, 2**64 - 1], got {type(seed).__name__} {seed!r}"
-        )
-    if not 0 <= int(seed) <= MASK64:
-        raise ValueError(f"seed must be an int in [0, 2**64 - 1], got {seed}")
-    return int(seed)
 
 
 def random_words(numel: int, seed: int, *, offset: int = 0) -> np.ndarray:
@@ -69,7 +58,8 @@ def dropout_mask(shape, p: float, *, seed: int) -> np.ndarray:
         >>> dropout_mask((2, 3), 0.0, seed=1).all()
         np.True_
     """
-    seed = _check(p, seed)
+    check_mask_p(p)
+    seed = check_seed(seed)
     shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     threshold = min(1 << 32, max(0, round(float(p) * 4294967296.0)))
     u = random_words(math.prod(shape), seed)
@@ -81,7 +71,7 @@ def stream_key(seed: int) -> int:
 
     The same function as ``droplab.kernels.rng.stream_key``, in pure Python ints.
     """
-    return _mix64_int(_check(0.0, seed) + GOLDEN)
+    return _mix64_int(check_seed(seed) + GOLDEN)
 
 
 def derive_seed(seed: int, step: int) -> int:

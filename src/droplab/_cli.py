@@ -99,6 +99,27 @@ def add_engine(parser) -> None:
     )
 
 
+def add_mlp(parser, *, hidden: str, dropout: str) -> None:
+    """``--hidden N,N`` and ``--dropout P,P``: the MLP's hidden widths and per-layer drop rates.
+
+    ``hidden`` and ``dropout`` are their help texts, each followed by its default.
+    """
+    parser.add_argument(
+        "--hidden",
+        type=list_of(positive_int),
+        default=[256, 256],
+        metavar="N,N",
+        help=f"{hidden} (default: 256,256)",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=list_of(probability),
+        default=[0.2, 0.5],
+        metavar="P,P",
+        help=f"{dropout} (default: 0.2,0.5)",
+    )
+
+
 def add_seed(parser, help: str = "seeds the weights, the shuffling and the masks") -> None:
     """``--seed``: an int in ``[0, 2**63 - 1]`` (``TrainConfig``'s range), default 0."""
     parser.add_argument(

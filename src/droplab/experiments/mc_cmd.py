@@ -27,13 +27,13 @@ from pathlib import Path
 from droplab._cli import (
     DroplabError,
     UsageError,
+    add_mlp,
     add_out,
     add_threads,
     float_range,
     int_range,
     list_of,
     positive_int,
-    probability,
 )
 
 DEFAULT_OUT = "droplab-runs/mc"
@@ -64,18 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30,
         help="epochs of the MLP trained here (default: 30)",
     )
-    f.add_argument(
-        "--dropout",
-        type=list_of(probability),
-        default=[0.2, 0.5],
-        help="drop rate per hidden layer of the MLP trained here (default: 0.2,0.5)",
-    )
-    f.add_argument(
-        "--hidden",
-        type=list_of(positive_int),
-        default=[256, 256],
-        help="hidden widths (default: 256,256)",
-    )
+    add_mlp(f, hidden="hidden widths", dropout="drop rate per hidden layer of the MLP trained here")
     f.add_argument(
         "--samples",
         type=list_of(positive_int),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from droplab._cli import (
     add_engine,
+    add_mlp,
     add_out,
     add_seed,
     add_subset,
@@ -26,7 +27,6 @@ from droplab._cli import (
     list_of,
     positive_float,
     positive_int,
-    probability,
 )
 
 DEFAULT_OUT = "droplab-runs/train"
@@ -36,19 +36,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``TrainConfig`` (shared by ``droplab train``); defaults are the recipe's."""
     g = parser.add_argument_group("network")
     add_engine(g)
-    g.add_argument(
-        "--hidden",
-        type=list_of(positive_int),
-        default=[256, 256],
-        metavar="N,N",
-        help="hidden layer widths (default: 256,256)",
-    )
-    g.add_argument(
-        "--dropout",
-        type=list_of(probability),
-        default=[0.2, 0.5],
-        metavar="P,P",
-        help="drop probability per hidden layer, in [0, 1]; 0 = none (default: 0.2,0.5)",
+    add_mlp(
+        g,
+        hidden="hidden layer widths",
+        dropout="drop probability per hidden layer, in [0, 1]; 0 = none",
     )
     g.add_argument(
         "--mode",

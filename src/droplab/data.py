@@ -21,13 +21,14 @@ import hashlib
 import io
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from droplab._io import atomic_write_bytes
 
 CLASSES = (
     "T-shirt/top",
@@ -214,10 +215,7 @@ def _download(folder: Path, mirrors=None, *, timeout: float = 30.0) -> dict[str,
             except (OSError, EOFError, zlib.error, ChecksumError) as e:
                 errors.append(f"{mirror}: {e}")
                 continue
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-            os.replace(tmp, target)
+            atomic_write_bytes(target, raw)
             out[key] = target
             break
         else:
@@ -271,11 +269,9 @@ def _load_arrays(paths: dict[str, Path]) -> dict[str, np.ndarray]:
         arrays[key] = parse_idx(data, str(paths[key]))
     _check_shapes(arrays)
     try:
-        decoded.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=decoded.parent, suffix=".npz.part")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, decoded)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(decoded, buf.getvalue())
     except OSError:
         pass  # a read-only cache only costs speed
     return arrays

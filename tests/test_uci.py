@@ -17,7 +17,8 @@ import torch
 from droplab.__main__ import main
 from droplab.experiments import uci
 
-UCI_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uci"
+# Yacht and Boston with their 20 splits ship with the tests (tests/data/uci/README.md)
+UCI_DIR = Path(__file__).resolve().parent / "data" / "uci"
 needs_uci = pytest.mark.skipif(not (UCI_DIR / "yacht").exists(), reason=f"no UCI data in {UCI_DIR}")
 
 

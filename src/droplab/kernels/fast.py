@@ -41,6 +41,7 @@ import importlib.util
 import numpy as np
 import torch
 
+from droplab.kernels import pool
 from droplab.kernels.rng import MASK64, check_seed
 
 FAST_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -149,7 +150,7 @@ def _dropout_new(x: torch.Tensor, p: float, scale: float, seed: int) -> torch.Te
     # no torch.no_grad() needed (nor its ~1.5 us): the kernels write through NumPy views,
     # which autograd does not see
     x = x.contiguous()
-    out = torch.empty_like(x)
+    out = pool.empty_like(x)  # large outputs reuse warm memory (see droplab.kernels.pool)
     if x.numel():
         _apply(x, p, scale, seed, out)
     return out
@@ -172,7 +173,7 @@ def _packed_new(x: torch.Tensor, p: float, scale: float, seed: int):
     if x.numel() == 0:
         return torch.empty_like(x), bits
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    out = torch.empty_like(work)
+    out = pool.empty_like(work)
     _cpu().dropout_packed_cpu(_flat(work), p, scale, seed, out=_flat(out), bits=bits.numpy())
     return (out if out.dtype == x.dtype else out.to(x.dtype)), bits
 
@@ -182,7 +183,7 @@ def _unpack_new(grad: torch.Tensor, bits: torch.Tensor, scale: float) -> torch.T
     if grad.numel() == 0:
         return torch.empty_like(grad)
     work = grad if grad.dtype in (torch.float32, torch.float64) else grad.float()
-    out = torch.empty_like(work)
+    out = pool.empty_like(work)
     _cpu().unpack_scale_cpu(_flat(work), bits.numpy(), scale, out=_flat(out))
     return out if out.dtype == grad.dtype else out.to(grad.dtype)
 

@@ -377,3 +377,43 @@ def test_metric_input_errors():
         mc.ece(torch.ones(3), torch.ones(3))
     with pytest.raises(ValueError, match="no examples"):
         mc.accuracy(torch.ones(0, 2), torch.ones(0))
+
+
+def test_deterministic_prefix_runs_once_and_changes_nothing():
+    from droplab.mc import _deterministic_prefix
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(12, 32),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(32, 4),
+    )
+    prefix, rest = _deterministic_prefix(net)
+    assert len(prefix) == 3 and isinstance(rest[0], torch.nn.Dropout)
+    calls = []
+    net[1].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    x = torch.randn(7, 3, 4)
+    out = droplab.mc_predict(net, x, samples=30, seed=1, batch_size=70)
+    assert calls == [7], "the layers before the first dropout run once, on the N inputs"
+    # the same as repeating the whole model: same masks (drawn only after the prefix)
+    with droplab.mc_dropout(net), torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(1)
+        rows = torch.cat([net(x) for _ in range(30)])
+    ref = torch.softmax(rows, -1).reshape(30, 7, 4).mean(0)
+    torch.testing.assert_close(out.mean.float(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_custom_modules_are_never_treated_as_deterministic():
+    from droplab.mc import _deterministic_prefix
+
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.randn_like(x)
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), Noisy(), torch.nn.Dropout(0.1))
+    prefix, rest = _deterministic_prefix(net)
+    assert len(prefix) == 1 and isinstance(rest[0], Noisy)
+    noisy = Noisy()
+    assert _deterministic_prefix(noisy) == (None, noisy)

@@ -52,6 +52,30 @@ def is_dropout_module(module: nn.Module) -> bool:
     return isinstance(module, _DropoutNd) or bool(getattr(type(module), "stochastic", False))
 
 
+def _deterministic_prefix(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
+    """Split an ``nn.Sequential`` before its first module that may be random.
+
+    The prefix (leading children built from PyTorch's own non-dropout modules, all deterministic
+    in eval mode) gives the same output on every pass, so ``mc_predict`` runs it once on the
+    ``N`` inputs instead of ``T`` times: for an MLP with dropout after its first layer that skips
+    the largest matrix product. Anything else (custom modules, other containers) is kept whole.
+    """
+    if not isinstance(model, nn.Sequential):
+        return None, model
+    cut = 0
+    for child in model:
+        known = all(
+            type(m).__module__.startswith("torch.nn.modules.") and not is_dropout_module(m)
+            for m in child.modules()
+        )
+        if not known:
+            break
+        cut += 1
+    if cut == 0:
+        return None, model
+    return model[:cut], model[cut:]
+
+
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
     """The dropout-like modules of ``model`` (``model`` itself included), in ``modules()`` order."""
     return [m for m in model.modules() if is_dropout_module(m)]
@@ -198,7 +222,9 @@ def mc_predict(
     torch does not use MKL's parallel Bernoulli), vectorized and looped give the same numbers;
     with several dropout layers the two draw the same distribution in another order. Every
     row's mask is independent, as in a loop. droplab modules built with their own ``seed`` draw
-    from it (their step counter is restored afterwards), not from ``seed``.
+    from it (their step counter is restored afterwards), not from ``seed``. For an
+    ``nn.Sequential``, the leading PyTorch modules before the first dropout (deterministic in
+    eval) run once on the ``N`` inputs, and only the rest is repeated ``T`` times.
 
     Args:
         model: the network; run under ``mc_dropout`` (dropout samples, the rest in eval) and
@@ -261,10 +287,12 @@ def mc_predict(
         if seed is not None:
             torch.manual_seed(seed)
         job = bar.add_task("mc", total=len(starts)) if bar else None
+        prefix, rest = _deterministic_prefix(model)
+        h = prefix(x) if prefix is not None else x  # the same on every pass: computed once
         for s in starts:
             e = min(s + chunk, rows)
             idx = torch.arange(s, e, device=device) % n  # pass-major rows
-            out = model(x.index_select(0, idx))
+            out = rest(h.index_select(0, idx))
             if task == "classify":
                 p = torch.softmax(out.float(), -1) if from_logits else out.float()
                 parts = {"p": p, "p2": p * p, "h": _entropy(p)}

@@ -15,11 +15,45 @@ from droplab import functional as F
 from droplab.kernels.rng import check_seed, derive_seed
 
 # ----------------------------------------------------------------------------------------------
+# what every module shares
+# ----------------------------------------------------------------------------------------------
+
+
+class _DropoutModule(nn.Module):
+    """What every droplab dropout module shares: ``stochastic``, ``keep_prob``, the seeded step
+    counter (training forward ``k`` of a module built with ``seed=s`` uses ``derive_seed(s, k)``)."""
+
+    # random in training: how droplab.mc_dropout finds dropout layers
+    stochastic = True
+
+    def _init_seed(self, seed) -> None:
+        self.seed = None if seed is None else check_seed(seed)
+        self.step = 0  # training forward calls so far (seeded masks): save it to resume a run
+
+    @property
+    def keep_prob(self) -> float:
+        return 1.0 - self.p
+
+    def _seeded(self, fn, *args, **kwargs) -> torch.Tensor:
+        """``fn(*args, seed=..., **kwargs)`` with this step's seed; counts seeded steps."""
+        seed = None
+        if self.training and self.seed is not None:
+            seed = derive_seed(self.seed, self.step)
+        out = fn(*args, seed=seed, **kwargs)
+        if seed is not None:
+            self.step += 1
+        return out
+
+    def _repr_tail(self) -> str:
+        return "" if self.seed is None else f", seed={self.seed}"
+
+
+# ----------------------------------------------------------------------------------------------
 # Dropout
 # ----------------------------------------------------------------------------------------------
 
 
-class Dropout(nn.Module):
+class Dropout(_DropoutModule):
     r"""Randomly zero elements with probability ``p`` in training: a drop-in for ``torch.nn.Dropout``.
 
     Follows ``self.training``: in training each element is kept independently with probability
@@ -73,9 +107,6 @@ class Dropout(nn.Module):
     JMLR 15 (2014).
     """
 
-    # random in training: how droplab.mc_dropout finds dropout layers
-    stochastic = True
-
     def __init__(
         self,
         p: float | None = None,
@@ -90,35 +121,22 @@ class Dropout(nn.Module):
         self.p = F.resolve_p(p, keep_prob)
         self.inplace = bool(inplace)
         self.mode = F.check_mode(mode)
-        self.seed = None if seed is None else check_seed(seed)
+        self._init_seed(seed)
         self.backend = F.check_backend(backend)
-        self.step = 0  # training forward calls so far (seeded masks): save it to resume a run
-
-    @property
-    def keep_prob(self) -> float:
-        return 1.0 - self.p
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        seed = None
-        if self.training and self.seed is not None:
-            seed = derive_seed(self.seed, self.step)
-        out = F.dropout(
+        return self._seeded(
+            F.dropout,
             input,
             self.p,
             self.training,
             mode=self.mode,
-            seed=seed,
             backend=self.backend,
             inplace=self.inplace,
         )
-        if seed is not None:
-            self.step += 1
-        return out
 
     def extra_repr(self) -> str:
-        s = f"p={self.p}, mode={self.mode!r}, inplace={self.inplace}"
-        if self.seed is not None:
-            s += f", seed={self.seed}"
+        s = f"p={self.p}, mode={self.mode!r}, inplace={self.inplace}{self._repr_tail()}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s
@@ -133,35 +151,7 @@ class Dropout(nn.Module):
 # with ``seed=s`` uses ``derive_seed(s, k)``, ``k`` being the plain attribute ``step``.
 
 
-class _Variant(nn.Module):
-    """What the variant modules share: ``stochastic``, ``keep_prob``, the seeded step counter."""
-
-    # random in training: how droplab.mc_dropout finds dropout layers
-    stochastic = True
-
-    def _init_seed(self, seed) -> None:
-        self.seed = None if seed is None else check_seed(seed)
-        self.step = 0  # training forward calls so far (seeded masks): save it to resume a run
-
-    @property
-    def keep_prob(self) -> float:
-        return 1.0 - self.p
-
-    def _seeded(self, fn, *args, **kwargs) -> torch.Tensor:
-        """``fn(*args, seed=..., **kwargs)`` with this step's seed; counts seeded steps."""
-        seed = None
-        if self.training and self.seed is not None:
-            seed = derive_seed(self.seed, self.step)
-        out = fn(*args, seed=seed, **kwargs)
-        if seed is not None:
-            self.step += 1
-        return out
-
-    def _repr_tail(self) -> str:
-        return "" if self.seed is None else f", seed={self.seed}"
-
-
-class _ChannelDropout(_Variant):
+class _ChannelDropout(_DropoutModule):
     _fn = None  # the functional form, set by each subclass
 
     def __init__(
@@ -288,7 +278,7 @@ class Dropout3d(_ChannelDropout):
     _fn = staticmethod(F.dropout3d)
 
 
-class _AlphaDropoutBase(_Variant):
+class _AlphaDropoutBase(_DropoutModule):
     _fn = None
 
     def __init__(
@@ -369,7 +359,7 @@ class FeatureAlphaDropout(_AlphaDropoutBase):
     _fn = staticmethod(F.feature_alpha_dropout)
 
 
-class GaussianDropout(_Variant):
+class GaussianDropout(_DropoutModule):
     r"""Multiplicative Gaussian noise ``N(1, p / (1 - p))`` in training, identity at eval.
 
     The same mean and variance as the mask of inverted dropout, with a normal variable (see
@@ -411,7 +401,7 @@ class GaussianDropout(_Variant):
         return f"p={self.p}, inplace={self.inplace}"
 
 
-class DropConnect(nn.Linear, _Variant):
+class DropConnect(nn.Linear, _DropoutModule):
     r"""A ``Linear`` layer whose weights are dropped in training (DropConnect, Wan et al. 2013).
 
     Parameters, initialization and state_dict (``weight``, ``bias``) are those of
@@ -498,7 +488,7 @@ class DropConnect(nn.Linear, _Variant):
         return f"{super().extra_repr()}, p={self.p}, mode={self.mode!r}" + self._repr_tail()
 
 
-class DropPath(_Variant):
+class DropPath(_DropoutModule):
     r"""Drop-path (stochastic depth): zero whole samples of a residual branch (timm semantics).
 
     Use it on the branch: ``x + drop_path(f(x))``. The mask has shape (N, 1, ..., 1) (see
@@ -564,7 +554,7 @@ class DropPath(_Variant):
         return s + (", inplace=True" if self.inplace else "") + self._repr_tail()
 
 
-class DropBlock2d(_Variant):
+class DropBlock2d(_DropoutModule):
     r"""DropBlock: zero contiguous ``kh x kw`` regions of (N, C, H, W) feature maps.
 
     timm's current formula (see :func:`droplab.drop_block_2d`): block clipped to the map,
@@ -639,7 +629,7 @@ class DropBlock2d(_Variant):
         return s + (", inplace=True" if self.inplace else "") + self._repr_tail()
 
 
-class LockedDropout(_Variant):
+class LockedDropout(_DropoutModule):
     r"""Locked (variational) dropout: the same mask at every time step of a sequence.
 
     For RNN inputs and outputs (Gal & Ghahramani 2016): the mask is (1, N, F) for (T, N, F)

@@ -266,10 +266,8 @@ class _TorchEngine:
         import torch
         from torch import nn
 
-        from droplab.models import mlp
-
         self.torch = torch
-        self.model = mlp(c.hidden, c.dropout, engine="torch", mode=c.mode, init=c.init, seed=c.seed)
+        self.model = build_model(c)
         self.loss_fn = nn.CrossEntropyLoss()
         self.opt = _optimizer(torch.optim, self.model.parameters(), c)
         self.sched = _scheduler(torch.optim.lr_scheduler, self.opt, c)
@@ -332,11 +330,8 @@ class _ScratchEngine:
 
     def __init__(self, c: TrainConfig):
         from droplab import scratch
-        from droplab.models import mlp
 
-        self.model = mlp(
-            c.hidden, c.dropout, engine="scratch", mode=c.mode, init=c.init, seed=c.seed
-        )
+        self.model = build_model(c)
         self.loss_fn = scratch.CrossEntropyLoss()
         self.opt = _optimizer(scratch.optim, self.model.parameters(), c)
         self.sched = _scheduler(scratch.lr_scheduler, self.opt, c)
@@ -708,6 +703,13 @@ def _check_resumable(saved: TrainConfig, new: TrainConfig) -> None:
         )
 
 
+def build_model(c: TrainConfig):
+    """The freshly initialized MLP of a config, for its engine (``droplab.models.mlp``)."""
+    from droplab.models import mlp
+
+    return mlp(c.hidden, c.dropout, engine=c.engine, mode=c.mode, init=c.init, seed=c.seed)
+
+
 def load_model(checkpoint_path):
     """``(model, config)`` from a checkpoint written by ``train`` (or a run folder holding one).
 
@@ -721,16 +723,7 @@ def load_model(checkpoint_path):
         raise FileNotFoundError(f"no checkpoint at {path}")
     ckpt = _load_checkpoint(path)
     config = TrainConfig.from_dict(ckpt["config"])
-    from droplab.models import mlp
-
-    model = mlp(
-        config.hidden,
-        config.dropout,
-        engine=config.engine,
-        mode=config.mode,
-        init=config.init,
-        seed=config.seed,
-    )
+    model = build_model(config)
     state = ckpt["engine"]["model"]
     model.load_state_dict(state if config.engine == "torch" else _to_numpy(state))
     for layer, step in zip(_dropout_layers(model), ckpt["dropout_steps"]):

@@ -115,11 +115,16 @@ def _cpu():
     return _cpu_module
 
 
+_synced_threads = None  # torch's thread count the numba threads were last set for
+
+
 def _sync_threads(cpu) -> None:
     """Run the parallel kernels on as many threads as torch uses (``torch.set_num_threads``)."""
-    want = min(torch.get_num_threads(), cpu.numba.config.NUMBA_NUM_THREADS)
-    if cpu.numba.get_num_threads() != want:
-        cpu.numba.set_num_threads(want)
+    global _synced_threads
+    threads = torch.get_num_threads()  # cheap; numba's own getter is not, so compare to this
+    if threads != _synced_threads:
+        cpu.numba.set_num_threads(min(threads, cpu.numba.config.NUMBA_NUM_THREADS))
+        _synced_threads = threads
 
 
 def _flat(t: torch.Tensor) -> np.ndarray:

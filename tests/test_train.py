@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from droplab.train import METRICS, TrainConfig, load_model, train
+from droplab.train import METRICS, TrainConfig, build_model, load_model, train
 
 
 def quiet(config: TrainConfig, data, **kwargs):
@@ -31,6 +31,7 @@ def test_defaults_are_the_classic_recipe():
     c = TrainConfig()
     assert (c.hidden, c.dropout, c.mode, c.init) == ((256, 256), (0.2, 0.5), "inverted", "normal")
     assert (c.epochs, c.lr, c.batch_size, c.optimizer) == (5, 0.5, 256, "sgd")
+    assert c.reduction == "nominal"  # d2l's sgd(params, lr, batch_size)
 
 
 def test_dict_round_trip_through_json():
@@ -49,6 +50,7 @@ def test_dict_round_trip_through_json():
         ("dropout", (0.5,), "dropout must have one rate per hidden layer"),
         ("hidden", (256, 0), "hidden must be a list of integers >= 1"),
         ("mode", "scaled", "mode must be one of 'inverted', 'classic'"),
+        ("reduction", "sum", "reduction must be one of 'nominal', 'mean'"),
         ("epochs", -1, "epochs must be an integer >= 1, got -1"),
         ("epochs", 2.5, "epochs must be an integer >= 1"),
         ("lr", 0, "lr must be a number in (0, inf), got 0"),
@@ -141,6 +143,34 @@ def test_engines_agree(tiny_data):
     for ea, eb in zip(a.epochs, b.epochs):
         for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
             assert ea[key] == pytest.approx(eb[key], abs=2e-3), key
+
+
+@pytest.mark.parametrize("engine", ["torch", "scratch"])
+def test_nominal_reduction_shortens_the_step_of_a_short_batch(engine, tiny_data):
+    """One SGD step on a 96-example batch: "nominal" moves the weights 96/256 as far as "mean".
+
+    Same initial weights and masks; the update is ``lr * grad`` and the gradient is linear in the
+    loss's scale, so the two displacements are proportional (to float32 rounding).
+    """
+    config = TrainConfig(engine=engine, hidden=(32,), dropout=(0.5,), epochs=1, subset=96)
+    start = weights(build_model(config))
+    mean = weights(quiet(config.replace(reduction="mean"), tiny_data).model)
+    nominal = weights(quiet(config, tiny_data).model)
+    for w0, wm, wn in zip(start, mean, nominal):
+        assert np.abs(wm - w0).max() > 1e-4
+        np.testing.assert_allclose(wn - w0, (wm - w0) * 96 / 256, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ["torch", "scratch"])
+def test_reductions_agree_when_every_batch_is_full(engine, tiny_data):
+    config = TrainConfig(engine=engine, hidden=(16,), dropout=(0.5,), epochs=2, batch_size=64)
+    a, b = (
+        quiet(config, tiny_data),
+        quiet(config.replace(reduction="mean"), tiny_data),
+    )  # 512 = 8x64
+    for wa, wb in zip(weights(a.model), weights(b.model)):
+        np.testing.assert_array_equal(wa, wb)
+    assert a.epochs[-1]["train_loss"] == b.epochs[-1]["train_loss"]
 
 
 @pytest.mark.parametrize(
@@ -255,7 +285,13 @@ def test_load_model_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_classic_recipe_reaches_the_published_accuracy(fashion_mnist):
-    """784-256-256-10, dropout 0.2/0.5, SGD 0.5, batch 256, 5 epochs: 0.83-0.87 in print."""
-    result = train(TrainConfig(seed=0), data=fashion_mnist, progress=False, log=None)
-    assert result.final["test_acc"] >= 0.83, result.epochs
+@pytest.mark.parametrize("engine", ["torch", "scratch"])
+def test_classic_recipe_reaches_the_published_accuracy(engine, fashion_mnist):
+    """784-256-256-10, dropout 0.2/0.5, SGD 0.5, batch 256, 5 epochs: 0.84-0.864 in print.
+
+    Seeds 0-2 gave 0.845-0.858 with either engine (README); one seed may land lower, so 0.84.
+    """
+    config = TrainConfig(engine=engine, seed=0)
+    result = train(config, data=fashion_mnist, progress=False, log=None)
+    assert result.final["test_acc"] >= 0.84, result.epochs
+    assert result.final["train_loss"] == pytest.approx(0.4166, abs=0.01)  # the tutorial's

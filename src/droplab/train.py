@@ -33,6 +33,7 @@ from droplab._io import atomic_torch_save, atomic_write_json, atomic_write_text
 from droplab.models import ENGINES, INITS
 
 MODES = ("inverted", "classic")
+REDUCTIONS = ("nominal", "mean")
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam")
 SCHEDULERS = ("none", "step", "multistep", "exponential")
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
@@ -57,6 +58,11 @@ class TrainConfig:
     epochs: int = 5  # passes over the training set
     lr: float = 0.5  # learning rate (the tutorial's plain SGD value)
     batch_size: int = 256  # examples per step; the last batch of an epoch may be smaller
+    # "nominal": a batch's loss is the sum of its examples' losses / batch_size, so a short last
+    # batch takes a proportionally shorter step (d2l's sgd(params, lr, batch_size), Gluon's
+    # trainer.step(batch_size): the reference runs) | "mean": / the batch's own length (torch's
+    # CrossEntropyLoss). At lr 0.5 it moves the epoch's final test accuracy: README, "Why 0.85"
+    reduction: str = "nominal"
     optimizer: str = "sgd"  # sgd | momentum | adagrad | rmsprop | adam (torch.optim's rules)
     momentum: float = 0.9  # momentum of optimizer="momentum" (SGD with momentum)
     nesterov: bool = False  # Nesterov momentum for optimizer="momentum"
@@ -151,6 +157,7 @@ def _validate(c: TrainConfig) -> None:
     _choice(c, "init", INITS)
     _choice(c, "optimizer", OPTIMIZERS)
     _choice(c, "scheduler", SCHEDULERS)
+    _choice(c, "reduction", REDUCTIONS)
     _check(
         isinstance(c.hidden, tuple) and all(_is_int(h) and h >= 1 for h in c.hidden),
         "hidden",
@@ -252,6 +259,14 @@ def _scheduler(lr_scheduler, opt, c: TrainConfig):
     return None
 
 
+def _step_scale(length: int, nominal: int | None) -> float:
+    """The factor on a batch's mean loss: ``length / batch_size`` for ``reduction="nominal"``.
+
+    ``sum(losses) / batch_size == mean(losses) * length / batch_size``; exactly 1 for full batches.
+    """
+    return 1.0 if nominal is None else length / nominal
+
+
 def _dropout_layers(model) -> list:
     """The seeded dropout layers (their ``step`` counters pick the masks) of either engine."""
     return [
@@ -271,6 +286,7 @@ class _TorchEngine:
         self.loss_fn = nn.CrossEntropyLoss()
         self.opt = _optimizer(torch.optim, self.model.parameters(), c)
         self.sched = _scheduler(torch.optim.lr_scheduler, self.opt, c)
+        self.nominal = c.batch_size if c.reduction == "nominal" else None
 
     def arrays(self, images, labels):
         t = self.torch
@@ -285,9 +301,10 @@ class _TorchEngine:
 
     def step(self, x, y) -> None:
         out = self.model(x)  # (B, 10)
-        loss = self.loss_fn(out, y)
+        loss = self.loss_fn(out, y)  # the batch mean
+        scale = _step_scale(len(y), self.nominal)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if scale == 1.0 else loss * scale).backward()
         self.opt.step()
         with self.torch.no_grad():
             self.loss_sum += loss.detach() * len(y)
@@ -335,6 +352,7 @@ class _ScratchEngine:
         self.loss_fn = scratch.CrossEntropyLoss()
         self.opt = _optimizer(scratch.optim, self.model.parameters(), c)
         self.sched = _scheduler(scratch.lr_scheduler, self.opt, c)
+        self.nominal = c.batch_size if c.reduction == "nominal" else None
 
     def arrays(self, images, labels):
         x = np.ascontiguousarray(_numpy(images).reshape(len(labels), -1), dtype=np.float32)
@@ -347,9 +365,11 @@ class _ScratchEngine:
 
     def step(self, x, y) -> None:
         out = self.model(x)  # (B, 10)
-        loss = self.loss_fn(out, y)
+        loss = self.loss_fn(out, y)  # the batch mean
+        scale = _step_scale(len(y), self.nominal)
+        grad = self.loss_fn.backward()
         self.opt.zero_grad()
-        self.model.backward(self.loss_fn.backward(), input_grad=False)
+        self.model.backward(grad if scale == 1.0 else grad * np.float32(scale), input_grad=False)
         self.opt.step()
         self.loss_sum += float(loss) * len(y)
         self.correct += int((out.argmax(1) == y).sum())
@@ -557,9 +577,10 @@ def describe(c: TrainConfig) -> str:
     drop = ", ".join(f"{p:g}" for p in c.dropout) or "-"
     net = "-".join(str(s) for s in (784, *c.hidden, 10))
     sub = f", subset {c.subset}" if c.subset else ""
+    mean = " (mean loss)" if c.reduction == "mean" else ""
     return (
         f"{c.engine} engine, MLP {net}, dropout {drop} ({c.mode}), {c.optimizer} lr {c.lr:g}, "
-        f"batch {c.batch_size}, seed {c.seed}{sub}"
+        f"batch {c.batch_size}{mean}, seed {c.seed}{sub}"
     )
 
 

@@ -59,6 +59,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
     g.add_argument("--batch-size", type=positive_int, default=256, help="batch size (default: 256)")
     g.add_argument(
+        "--reduction",
+        choices=("nominal", "mean"),
+        default="nominal",
+        help="a batch's loss: nominal = sum / --batch-size, so the short last batch of an "
+        "epoch takes a shorter step, as in the tutorial; mean = / its own length, as "
+        "nn.CrossEntropyLoss (default: nominal)",
+    )
+    g.add_argument(
         "--optimizer",
         choices=("sgd", "momentum", "adagrad", "rmsprop", "adam"),
         default="sgd",
@@ -152,6 +160,7 @@ def config_from_args(args: argparse.Namespace):
             epochs=args.epochs,
             lr=args.lr,
             batch_size=args.batch_size,
+            reduction=args.reduction,
             optimizer=args.optimizer,
             momentum=args.momentum,
             nesterov=args.nesterov,

@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--T", type=int, default=50)
-    ap.add_argument("--sizes", default="1,8,32,128,1024")
+    ap.add_argument("--sizes", default="1,8,32,128,1024,10000")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     droplab_net = mlp((256, 256), (0.5, 0.5)).eval()

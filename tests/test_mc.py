@@ -417,3 +417,166 @@ def test_custom_modules_are_never_treated_as_deterministic():
     assert len(prefix) == 1 and isinstance(rest[0], Noisy)
     noisy = Noisy()
     assert _deterministic_prefix(noisy) == (None, noisy)
+
+
+# ----------------------------------------------------------------------------------------------
+# mc_predict: the blocked fast path and the per-example sums
+# ----------------------------------------------------------------------------------------------
+
+
+def _module_path(monkeypatch, *args, **kwargs):
+    """mc_predict with the fast path switched off: the modules called on each chunk."""
+    with monkeypatch.context() as m:
+        m.setattr(mc, "_fast_plan", lambda *a: None)
+        return mc_predict(*args, **kwargs)
+
+
+def _fast_nets():
+    torch.manual_seed(0)
+    return {
+        "torch-2-dropouts": nn.Sequential(
+            nn.Linear(6, 40),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(40, 24),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(24, 5),
+        ),
+        "droplab-seeded": nn.Sequential(
+            nn.Linear(6, 40),
+            nn.ReLU(),
+            droplab.Dropout(0.5, seed=3),
+            nn.Linear(40, 24, bias=False),
+            nn.Tanh(),
+            droplab.Dropout(0.2, mode="classic", seed=4),
+            nn.Linear(24, 5),
+        ),
+        "mixed-unseeded": nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(6, 40),
+            nn.ReLU(),
+            droplab.Dropout(0.4),
+            nn.Linear(40, 32),
+            nn.ELU(inplace=True),
+            nn.Identity(),
+            nn.Dropout(0.25),
+            nn.Linear(32, 5),
+        ),
+        "starts-with-dropout": nn.Sequential(
+            nn.Dropout(0.2), nn.Linear(6, 40), nn.ReLU(), droplab.Dropout(0.5), nn.Linear(40, 5)
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_fast_nets()))
+@pytest.mark.parametrize("batch_size,block", [(None, 1 << 19), (None, 37 * 40), (101, 64 * 40)])
+def test_fast_path_equals_module_calls(monkeypatch, name, batch_size, block):
+    """The blocked forward draws every chunk's masks as the module calls would (same generator
+    calls in the same order, same droplab seeds and step counters), so the samples agree up to
+    the rounding of matrix products of other shapes, and the global RNG ends in the same state.
+    Small blocks put block edges inside passes and chunks."""
+    monkeypatch.setattr(mc, "_BLOCK_ELEMENTS", block)
+    net, x = _fast_nets()[name], torch.randn(13, 6)
+    prefix, rest = mc._deterministic_prefix(net)
+    h = prefix(x) if prefix is not None else x
+    assert mc._fast_plan(rest, h, [13 * 30]) is not None, "the fast path applies"
+    for seed in (7, None):
+        torch.manual_seed(1)
+        fast = mc_predict(net, x, 30, seed=seed, batch_size=batch_size, keep_samples=True)
+        fast_state = torch.get_rng_state()
+        torch.manual_seed(1)
+        ref = _module_path(
+            monkeypatch, net, x, 30, seed=seed, batch_size=batch_size, keep_samples=True
+        )
+        assert torch.equal(torch.get_rng_state(), fast_state)
+        torch.testing.assert_close(fast.samples, ref.samples, rtol=0, atol=1e-6)
+        for k in ("mean", "variance", "entropy", "mutual_info"):
+            torch.testing.assert_close(getattr(fast, k), getattr(ref, k), rtol=0, atol=1e-6)
+    assert all(m.step == 0 for m in net.modules() if isinstance(m, droplab.Dropout))
+
+
+def test_fast_path_regression(monkeypatch):
+    net = _fast_nets()["torch-2-dropouts"]
+    x = torch.randn(9, 6)
+    fast = mc_predict(net, x, 20, seed=2, task="regress", tau=2.0, keep_samples=True)
+    ref = _module_path(monkeypatch, net, x, 20, seed=2, task="regress", tau=2.0, keep_samples=True)
+    torch.testing.assert_close(fast.samples, ref.samples, rtol=0, atol=1e-6)
+    torch.testing.assert_close(fast.variance, ref.variance, rtol=0, atol=1e-6)
+
+
+def test_fast_path_covers_the_benchmark_mlps():
+    from droplab.models import mlp as fashion_mlp
+
+    net = fashion_mlp((256, 256), (0.5, 0.5))
+    tnet = nn.Sequential(*[nn.Dropout(m.p) if isinstance(m, droplab.Dropout) else m for m in net])
+    h = torch.rand(4, 256)
+    with mc_dropout(net), mc_dropout(tnet):
+        assert mc._fast_plan(mc._deterministic_prefix(net)[1], h, [200]) is not None
+        assert mc._fast_plan(mc._deterministic_prefix(tnet)[1], h, [200]) is not None
+    assert mc._torch_dropout_reproduced() in (True, False)
+
+
+def test_fast_path_left_to_the_modules():
+    torch.manual_seed(0)
+    h = torch.randn(4, 8)
+    calls = []
+    hooked = nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 3))
+    hooked[1].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    with mc_dropout(hooked):
+        assert mc._fast_plan(hooked, h, [40]) is None  # hooks must run
+        assert mc._fast_plan(nn.Sequential(nn.Linear(8, 3)), h, [40]) is None  # no dropout
+        assert mc._fast_plan(nn.Sequential(nn.Dropout(0.0), nn.Linear(8, 3)), h, [40]) is None
+        assert (
+            mc._fast_plan(nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 3)), h.double(), [40]) is None
+        )
+    mc_predict(nn.Sequential(nn.Linear(8, 8), hooked), torch.randn(5, 8), 4, batch_size=7)
+    assert sum(calls) == 20
+
+
+def test_torch_dropout_noise_is_torch_dropout():
+    if not mc._torch_dropout_reproduced():
+        pytest.skip("this CPU's torch draws Bernoulli masks in parallel chunks (MKL)")
+    x = torch.randn(50, 33)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        ref = nn.functional.dropout(x, 0.6)
+        noise = torch.empty(x.numel())
+        torch.manual_seed(5)
+        mc._torch_dropout_noise(noise, 0.4, torch.ones(()).div_(0.4), piece=77)
+    assert torch.equal(x * noise.view_as(x), ref)
+
+
+def test_pieces_fill_and_accumulate_match_indexing():
+    g = torch.Generator().manual_seed(0)
+    for n, start, length in [(1, 0, 7), (5, 0, 5), (5, 3, 1), (5, 3, 14), (7, 12, 30), (4, 8, 8)]:
+        h = torch.randn(n, 3, generator=g)
+        idx = torch.arange(start, start + length) % n
+        dst = mc._fill_rows(torch.empty(length, 3), h, start, n)
+        assert torch.equal(dst, h[idx])
+        q = torch.randn(2, length, 3, generator=g)
+        acc = torch.zeros(2, n, 3, dtype=torch.float64)
+        mc._accumulate(acc, q, start, n)
+        ref = torch.zeros(2, n, 3, dtype=torch.float64).index_add_(1, idx, q.double())
+        torch.testing.assert_close(acc, ref)
+
+
+def test_entropy_with_minus_infinite_logits():
+    """A class ruled out by a -inf logit contributes 0 log 0 = 0, not 0 * -inf = nan."""
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+
+        def forward(self, x):
+            z = self.net(x)
+            return torch.cat([z, torch.full_like(z[:, :1], -math.inf)], 1)
+
+    out = mc_predict(Masked(), torch.randn(6, 4), 10, seed=0, keep_samples=True)
+    p = out.samples.double()
+    assert torch.isfinite(out.entropy).all() and (out.mean[:, 3] == 0).all()
+    H = -torch.special.xlogy(p.mean(0), p.mean(0)).sum(1)
+    EH = -torch.special.xlogy(p, p).sum(2).mean(0)
+    torch.testing.assert_close(out.entropy.double(), H, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.mutual_info.double(), (H - EH).clamp(min=0), rtol=0, atol=1e-5)

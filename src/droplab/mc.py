@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,6 +198,422 @@ def _progress_bar(total: int, enabled: bool | None):
     return bar
 
 
+# ----------------------------------------------------------------------------------------------
+# the repeated batch, and per-example sums over its passes
+# ----------------------------------------------------------------------------------------------
+#
+# Row r of the repeated batch (pass-major) is example r % n of pass r // n. A run of rows g..g+L
+# splits into at most three pieces: the end of a pass, whole passes, the start of a pass, so that
+# filling the rows and summing them per example take a few tensor operations, never an index.
+
+
+def _pieces(g: int, length: int, n: int) -> list[tuple[int, int, int, int]]:
+    """Rows ``g .. g+length`` of the repeated batch as ``(i, j, n0, k)`` pieces of local rows
+    ``i .. j``: ``k == 0``: examples ``n0 .. n0+j-i`` of one pass; ``k > 0``: ``k`` whole passes."""
+    out, i = [], 0
+    n0 = g % n
+    if n0:
+        j = min(n - n0, length)
+        out.append((0, j, n0, 0))
+        i = j
+    k = (length - i) // n
+    if k:
+        out.append((i, i + k * n, 0, k))
+        i += k * n
+    if i < length:
+        out.append((i, length, 0, 0))
+    return out
+
+
+def _fill_rows(dst: torch.Tensor, h: torch.Tensor, g: int, n: int) -> torch.Tensor:
+    """Write rows ``g .. g+len(dst)`` of the repeated batch of ``h`` into ``dst`` (contiguous)."""
+    for i, j, n0, k in _pieces(g, dst.shape[0], n):
+        if k:
+            dst[i:j].view(k, *h.shape).copy_(h.expand(k, *h.shape))
+        else:
+            dst[i:j].copy_(h[n0 : n0 + j - i])
+    return dst
+
+
+def _accumulate(acc: torch.Tensor, q: torch.Tensor, g: int, n: int) -> None:
+    """``acc[:, e] += q[:, i]`` (in float64) for every local row ``i`` of example ``e``, axis 1
+    of ``q`` holding rows ``g ..`` of the repeated batch."""
+    for i, j, n0, k in _pieces(g, q.shape[1], n):
+        part = q[:, i:j]
+        if k:
+            acc.add_(part.unflatten(1, (k, n)).sum(1, dtype=torch.float64))
+        else:
+            acc[:, n0 : n0 + j - i].add_(part)
+
+
+class _Summary:
+    """Per-example sums over the passes (float64, so that ``T`` in the thousands stays exact),
+    the kept samples, and whether every pass repeats the first.
+
+    Each chunk of outputs becomes one float32 tensor ``q`` with the rows on axis 1, summed per
+    example by ``_accumulate``: classification ``[p (C rows), p**2 (C rows), H[p]]`` with the
+    classes on axis 0 (a class's values contiguous: softmax over C = 10 classes is then a few
+    vector operations, not a short-row kernel), regression ``[y, y**2]``.
+    """
+
+    def __init__(self, task: str, n: int, T: int, from_logits: bool, keep: bool) -> None:
+        self.task, self.n, self.T, self.from_logits, self.keep = task, n, T, from_logits, keep
+        self.acc = None
+        self.first = None  # pass 0's q, to compare later passes with
+        self.identical = T > 1
+        self.kept: list[torch.Tensor] = []
+
+    def add(self, out: torch.Tensor, g: int, *, transposed: bool = False) -> None:
+        """Add the outputs of rows ``g ..``: ``(L, ...)``, or ``(C, L)`` with ``transposed``
+        (classification, ``out`` is then not kept beyond this call: a reused buffer)."""
+        if self.task == "classify":
+            z = out.float() if transposed else out.float().movedim(-1, 0)
+            q = self._classify(z)
+            if self.keep:
+                self.kept.append(q[: z.shape[0]].movedim(0, -1).contiguous())
+        else:
+            y = out.float()
+            q = torch.stack([y, y * y])
+            if self.keep:
+                self.kept.append(y.clone())
+        if self.acc is None:
+            shape = (q.shape[0], self.n, *q.shape[2:])
+            self.acc = torch.zeros(shape, dtype=torch.float64, device=q.device)
+        if self.identical:
+            self._compare(q, g)
+        _accumulate(self.acc, q, g, self.n)
+
+    def _classify(self, z: torch.Tensor) -> torch.Tensor:
+        C = z.shape[0]
+        q = z.new_empty((2 * C + 1, *z.shape[1:]))
+        p = q[:C]
+        if self.from_logits:
+            # softmax and its entropy H = log s - sum_c p_c (z_c - max z), s = sum_c exp(z_c -
+            # max z): one log per row instead of C. -inf logits are clamped to the most negative
+            # float, so that their p = 0 contributes 0 (not 0 * -inf) as in xlogy's 0 log 0 = 0
+            zs = (z - z.amax(0)).clamp_min_(torch.finfo(torch.float32).min)
+            torch.exp(zs, out=p)
+            s = p.sum(0)
+            p.div_(s)
+            torch.sub(s.log_(), (p * zs).sum(0), out=q[2 * C])
+        else:
+            p.copy_(z)
+            torch.neg(torch.special.xlogy(p, p).sum(0), out=q[2 * C])
+        torch.mul(p, p, out=q[C : 2 * C])
+        return q
+
+    def _compare(self, q: torch.Tensor, g: int) -> None:
+        n = self.n
+        if self.first is None:
+            self.first = torch.empty((q.shape[0], n, *q.shape[2:]), dtype=q.dtype, device=q.device)
+        for i, j, n0, k in _pieces(g, q.shape[1], n):
+            part = q[:, i:j]
+            if k:
+                part = part.unflatten(1, (k, n))
+                if (g + i) // n == 0:  # the first pass: keep it, compare the others with it
+                    self.first.copy_(part[:, 0])
+                    part = part[:, 1:]
+                same = bool((part == self.first.unsqueeze(1)).all())
+            elif (g + i) // n == 0:
+                self.first[:, n0 : n0 + j - i].copy_(part)
+                same = True
+            else:
+                same = torch.equal(part, self.first[:, n0 : n0 + j - i])
+            if not same:
+                self.identical = False
+                return
+
+    def result(self, dtype: torch.dtype, tau: float | None = None) -> MCPrediction:
+        T, acc = self.T, self.acc
+        kept = (
+            torch.cat(self.kept).reshape(T, self.n, *self.kept[0].shape[1:]) if self.keep else None
+        )
+        if self.task == "classify":
+            C = (acc.shape[0] - 1) // 2
+            mean = acc[:C].movedim(0, -1) / T
+            var = (acc[C : 2 * C].movedim(0, -1) / T - mean * mean).clamp_min(0)
+            entropy = _entropy(mean)
+            mi = (entropy - acc[2 * C] / T).clamp(min=0)
+            mi = torch.minimum(mi, entropy)  # Jensen: 0 <= BALD <= H; clamp float round-off
+            return MCPrediction(
+                mean.to(dtype), var.to(dtype), entropy.to(dtype), mi.to(dtype), kept, self.task, T
+            )
+        mean = acc[0] / T
+        var = (acc[1] / T - mean * mean).clamp_min(0)
+        if tau is not None:
+            var = var + 1.0 / tau
+        return MCPrediction(mean.to(dtype), var.to(dtype), None, None, kept, self.task, T)
+
+
+# ----------------------------------------------------------------------------------------------
+# the fast path: an nn.Sequential of Linear, activations and dropout, run by blocks of rows
+# ----------------------------------------------------------------------------------------------
+#
+# Calling the modules on a chunk of the repeated batch writes each activation of the chunk to
+# fresh memory (at the default 16384 rows, 16 MiB per 256-wide layer), out of the caches; the
+# matrix products of the MLP are then a minority of the time. For an nn.Sequential built only of
+# nn.Linear, elementwise activations, torch.nn.Dropout and droplab.Dropout (the usual MC-dropout
+# MLP), mc_predict instead draws each chunk's random numbers first, layer by layer, exactly as
+# the module calls would (the same generator calls in the same order, or the same counter-based
+# seeds), then runs the layers over blocks of rows that stay in the L2 cache, in two reused
+# buffers, dropout applied with the same masks by offset into the chunk. The outputs are those
+# of the module calls, up to the float rounding of matrix products of other shapes.
+
+# activations per block: 2**19 float32 (2 MiB), two buffers that stay in a core's L2 cache
+_BLOCK_ELEMENTS = 1 << 19
+# float64 uniforms drawn at a time for torch.nn.Dropout masks (512 KiB)
+_UNIFORM_PIECE = 1 << 16
+# elementwise, deterministic, row by row: applied to a block as the module itself
+_ACTIVATIONS = (
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.ELU,
+    nn.LeakyReLU,
+    nn.Softplus,
+    nn.Mish,
+    nn.Hardtanh,
+    nn.ReLU6,
+)
+
+
+# block buffers of finished calls, handed to later ones: fresh multi-MiB memory page-faults on
+# first touch, which at small N costs more than the layers themselves
+_SPARE: list[torch.Tensor] = []
+_SPARE_LOCK = threading.Lock()
+_SPARE_MAX = 6  # buffers kept, each of at most 2 * _BLOCK_ELEMENTS floats
+
+
+def _take_buffer(size: int) -> torch.Tensor:
+    with _SPARE_LOCK:
+        for i, buf in enumerate(_SPARE):
+            if buf.numel() >= size:
+                return _SPARE.pop(i)
+    return torch.empty(size)
+
+
+def _give_back_buffer(buf: torch.Tensor) -> None:
+    with _SPARE_LOCK:
+        if len(_SPARE) < _SPARE_MAX and buf.numel() <= 2 * _BLOCK_ELEMENTS:
+            _SPARE.append(buf)
+
+
+def _torch_dropout_noise(
+    out: torch.Tensor, keep: float, scale: torch.Tensor, piece: int = _UNIFORM_PIECE
+) -> torch.Tensor:
+    """Fill the flat float32 ``out`` with the noise of torch's CPU dropout, ``x * noise``:
+    ``noise = torch.empty(numel).bernoulli_(keep).div_(keep)``, ``scale`` being ``1 / keep`` so
+    computed (a 0-d float32 tensor).
+
+    Where torch draws Bernoulli masks serially (``bernoulli_`` without MKL), element ``i`` is
+    kept iff the ``i``-th float64 uniform of the generator is ``< keep``: drawing those uniforms
+    (``uniform_``: 53 bits from two 32-bit Mersenne-twister words, as ``bernoulli_`` draws them)
+    and comparing them gives the same mask, leaves the generator in the same state, and takes a
+    third of the time. ``_torch_dropout_reproduced`` checks all of it against ``F.dropout``
+    before this is used."""
+    u = torch.empty(min(piece, out.numel()), dtype=torch.float64)
+    for a in range(0, out.numel(), piece):
+        b = min(a + piece, out.numel())
+        torch.lt(u[: b - a].uniform_(), keep, out=out[a:b]).mul_(scale)  # 1 * scale, 0 * scale
+    return out
+
+
+_TORCH_DROPOUT_OK: bool | None = None
+
+
+def _torch_dropout_reproduced() -> bool:
+    """Whether ``x * noise`` from ``_torch_dropout_noise`` is exactly torch's
+    ``F.dropout(x, p)`` on this machine, generator state afterwards included (checked once)."""
+    global _TORCH_DROPOUT_OK
+    if _TORCH_DROPOUT_OK is None:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            x = torch.randn(301, 257)
+            torch.manual_seed(20160606)
+            ref = torch.nn.functional.dropout(x, 0.3, True)
+            ref_next = torch.rand(8)
+            torch.manual_seed(20160606)
+            noise = torch.empty(x.numel())
+            _torch_dropout_noise(noise, 1 - 0.3, torch.ones(()).div_(1 - 0.3), piece=10_000)
+            ours = x * noise.view(x.shape)
+            _TORCH_DROPOUT_OK = torch.equal(ref, ours) and torch.equal(ref_next, torch.rand(8))
+    return _TORCH_DROPOUT_OK
+
+
+def _no_hooks(m: nn.Module) -> bool:
+    return not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+
+
+def _fast_plan(rest: nn.Module, h: torch.Tensor, chunk_rows: list[int]) -> list | None:
+    """The steps of the blocked forward of ``rest`` on the repeated ``h``, or ``None`` where
+    it does not apply (then the modules are called as they are)."""
+    from torch.nn.modules import module as torch_module
+
+    from droplab import functional as F
+    from droplab.layers import Dropout
+
+    if (
+        type(rest) is not nn.Sequential
+        or not _no_hooks(rest)
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+        or h.device.type != "cpu"
+        or h.dtype != torch.float32
+        or h.dim() != 2
+        or not chunk_rows
+    ):
+        return None
+    steps, width, drops = [], h.shape[1], 0
+    for m in rest:
+        t = type(m)
+        if not _no_hooks(m):
+            return None
+        if t is nn.Linear:
+            w, b = m.weight, m.bias
+            if m.in_features != width or w.dtype != torch.float32 or w.device.type != "cpu":
+                return None
+            if b is not None and (b.dtype != torch.float32 or b.device.type != "cpu"):
+                return None
+            steps.append(("linear", w, b))
+            width = m.out_features
+        elif t is nn.ReLU:
+            steps.append(("relu",))
+        elif t is nn.Identity:
+            continue
+        elif t in _ACTIVATIONS:
+            steps.append(("module", m))
+        elif t is nn.Dropout:
+            if not (m.training and 0 < m.p < 1 and _torch_dropout_reproduced()):
+                return None
+            steps.append(("torch_dropout", 1 - m.p, torch.ones(()).div_(1 - m.p), width))
+            drops += 1
+        elif t is Dropout:
+            if not (m.training and 0 < m.p < 1):
+                return None
+            try:  # the module's own choice of backend for a chunk of this shape
+                fast = [
+                    F._fast_backend(h.new_empty((r, width)), m.backend, m.inplace)
+                    for r in chunk_rows
+                ]
+            except ValueError:
+                return None
+            if not all(fast):
+                return None
+            steps.append(
+                ("droplab_dropout", m, float(m.p), float(F._train_scale(m.p, m.mode)), width)
+            )
+            drops += 1
+        else:
+            return None
+    return steps if drops else None
+
+
+def _draw_chunk(steps: list, rows: int, borrowed: list) -> list:
+    """A chunk's random numbers, layer by layer, as the module calls would draw them: a
+    torch.nn.Dropout's noise ``mask / (1 - p)`` ``(rows, width)``, a droplab Dropout's kernel
+    seed."""
+    from droplab.kernels import pool
+    from droplab.kernels.rng import check_seed, derive_seed
+
+    draws = []
+    for step in steps:
+        if step[0] == "torch_dropout":
+            # warm memory (a fresh multi-MiB buffer page-faults on first touch): a spare block
+            # buffer (given back by the caller, listed in borrowed), or droplab's pool
+            numel = rows * step[3]
+            if numel <= 2 * _BLOCK_ELEMENTS:
+                borrowed.append(_take_buffer(numel))
+                buf = borrowed[-1][:numel]
+            else:
+                buf = pool.empty_like(torch.empty(()).expand(numel))
+            noise = _torch_dropout_noise(buf, step[1], step[2])
+            draws.append(noise.view(rows, step[3]))
+        elif step[0] == "droplab_dropout":
+            m = step[1]
+            if m.seed is not None:  # as _DropoutModule._seeded: step k uses derive_seed(seed, k)
+                seed = check_seed(derive_seed(m.seed, m.step))
+                m.step += 1
+            else:  # as droplab.functional.dropout's fast path: a seed from the global generator
+                seed = int(torch.randint(0, 2**62, (), device="cpu"))
+            draws.append(seed)
+        else:
+            draws.append(None)
+    return draws
+
+
+def _run_blocks(steps, h, g, rows, n, block, transpose_last, emit) -> None:
+    """Rows ``g .. g+rows`` of the repeated batch (one chunk) through ``steps``, by blocks of
+    ``block`` rows; ``emit(out, g_block, transposed)`` gets each block's output (a buffer)."""
+    from droplab.kernels import fast
+
+    cpu = fast._cpu() if any(s[0] == "droplab_dropout" for s in steps) else None
+    widths = [h.shape[1]] + [s[1].shape[0] for s in steps if s[0] == "linear"]
+    size = block * max(widths)
+    borrowed: list[torch.Tensor] = []
+    try:
+        draws = _draw_chunk(steps, rows, borrowed)
+        bufs = [_take_buffer(size), _take_buffer(size)]
+        borrowed += bufs
+        _blocks(steps, draws, cpu, bufs, h, g, rows, n, block, transpose_last, emit)
+    finally:
+        for buf in borrowed:
+            _give_back_buffer(buf)
+
+
+def _blocks(steps, draws, cpu, bufs, h, g, rows, n, block, transpose_last, emit) -> None:
+    last = len(steps) - 1
+
+    def take(slot, length, width):
+        return bufs[slot][: length * width].view(length, width)
+
+    for a in range(0, rows, block):
+        length = min(block, rows - a)
+        cur = _fill_rows(take(0, length, h.shape[1]), h, g + a, n)
+        slot = 0  # the buffer cur lives in (None: a tensor of its own)
+        transposed = False
+        for i, (step, draw) in enumerate(zip(steps, draws)):
+            kind = step[0]
+            other = 1 if slot == 0 else 0
+            if kind == "linear":
+                w, b = step[1], step[2]
+                if i == last and transpose_last:  # logits (C, L): what the summary wants
+                    out = bufs[other][: w.shape[0] * length].view(w.shape[0], length)
+                    if b is None:
+                        torch.mm(w, cur.t(), out=out)
+                    else:
+                        torch.addmm(b.unsqueeze(1), w, cur.t(), out=out)
+                    transposed = True
+                else:
+                    out = take(other, length, w.shape[0])
+                    if b is None:
+                        torch.mm(cur, w.t(), out=out)
+                    else:
+                        torch.addmm(b, cur, w.t(), out=out)
+                cur, slot = out, other
+            elif kind == "relu":
+                cur = cur.relu_() if slot is not None else torch.relu(cur)
+            elif kind == "module":  # an in-place activation (inplace=True) returns cur itself
+                out = step[1](cur)
+                cur, slot = out, slot if out.data_ptr() == cur.data_ptr() else None
+            elif kind == "torch_dropout":
+                if slot is None:
+                    cur, slot = take(other, length, cur.shape[1]).copy_(cur), other
+                cur.mul_(draw[a : a + length])  # x * noise, as torch's dropout
+            else:  # droplab dropout: the kernel of the module's call, at this block's offset
+                width = step[4]
+                out = take(other, length, width)
+                cpu.dropout_cpu(
+                    cur.contiguous().numpy().reshape(-1),
+                    step[2],
+                    step[3],
+                    draw,
+                    out=out.numpy().reshape(-1),
+                    offset=a * width,
+                )
+                cur, slot = out, other
+        emit(cur, g + a, transposed)
+
+
 def mc_predict(
     model: nn.Module,
     x: torch.Tensor,
@@ -224,7 +641,18 @@ def mc_predict(
     row's mask is independent, as in a loop. droplab modules built with their own ``seed`` draw
     from it (their step counter is restored afterwards), not from ``seed``. For an
     ``nn.Sequential``, the leading PyTorch modules before the first dropout (deterministic in
-    eval) run once on the ``N`` inputs, and only the rest is repeated ``T`` times.
+    eval) run once on the ``N`` inputs, and only the rest is repeated ``T`` times. When that
+    rest is an ``nn.Sequential`` of ``nn.Linear``, elementwise activations, ``torch.nn.Dropout``
+    and ``droplab.Dropout`` on a float32 CPU batch (the usual MC-dropout MLP), each chunk's
+    masks are drawn first, layer by layer, exactly as the module calls would draw them (the
+    same generator calls in the same order, the same droplab seeds and step counters), and the
+    layers then run over blocks of rows that stay in the CPU cache, with the same masks: the
+    same outputs up to the float rounding of matrix products of other shapes, several times
+    faster. torch's dropout masks are drawn there as the float64 uniforms ``< 1 - p`` that
+    ``bernoulli_`` compares, which is checked once against ``F.dropout`` (on CPUs where torch
+    draws Bernoulli masks through MKL it differs, and the modules are called instead). Models
+    with hooks, other modules or another device go through the modules themselves. Per-pass
+    probabilities are summarized in float32 and summed per example in float64.
 
     Args:
         model: the network; run under ``mc_dropout`` (dropout samples, the rest in eval) and
@@ -279,9 +707,7 @@ def mc_predict(
         devices = [device] if device.type == "cuda" else []
         fork = torch.random.fork_rng(devices=devices)
 
-    acc = {}  # per-example sums over passes, float64 for T in the thousands
-    first, identical = None, T > 1
-    kept = []
+    summary = _Summary(task, n, T, from_logits, keep_samples)
     bar = _progress_bar(len(starts), progress)
     with fork, mc_dropout(model), torch.no_grad(), bar or contextlib.nullcontext():
         if seed is not None:
@@ -289,50 +715,30 @@ def mc_predict(
         job = bar.add_task("mc", total=len(starts)) if bar else None
         prefix, rest = _deterministic_prefix(model)
         h = prefix(x) if prefix is not None else x  # the same on every pass: computed once
+        sizes = sorted({min(chunk, rows - s) for s in starts})
+        steps = _fast_plan(rest, h, sizes) if n > 0 else None
+        if steps is not None:
+            width = max([h.shape[1]] + [s[1].shape[0] for s in steps if s[0] == "linear"])
+            block = max(1, _BLOCK_ELEMENTS // width)
+            last_linear = steps[-1][0] == "linear"
+
+            def emit(out, g, transposed):
+                summary.add(out, g, transposed=transposed)
+
         for s in starts:
             e = min(s + chunk, rows)
-            idx = torch.arange(s, e, device=device) % n  # pass-major rows
-            out = rest(h.index_select(0, idx))
-            if task == "classify":
-                p = torch.softmax(out.float(), -1) if from_logits else out.float()
-                parts = {"p": p, "p2": p * p, "h": _entropy(p)}
+            if steps is not None:
+                _run_blocks(steps, h, s, e - s, n, block, task == "classify" and last_linear, emit)
             else:
-                y = out.float()
-                parts = {"y": y, "y2": y * y}
-            v = parts["p" if task == "classify" else "y"]
-            fresh = min(e, n) - s  # rows of pass 0 in this chunk: kept to compare later passes
-            if fresh > 0:
-                first = v[:fresh].clone() if first is None else torch.cat([first, v[:fresh]])
-            if identical and e > n:
-                later = slice(max(fresh, 0), None)
-                identical = torch.equal(v[later], first[idx[later]])
-            for k, v in parts.items():
-                if k not in acc:
-                    acc[k] = torch.zeros((n, *v.shape[1:]), dtype=torch.float64, device=device)
-                acc[k].index_add_(0, idx, v.double())
-            if keep_samples:
-                kept.append(parts["p"] if task == "classify" else parts["y"])
+                rep = _fill_rows(h.new_empty((e - s, *h.shape[1:])), h, s, n)  # pass-major rows
+                summary.add(rest(rep), s)
             if bar:
                 bar.advance(job)
 
     dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     dtype = dtype if dtype.is_floating_point else torch.float32
-    kept_t = torch.cat(kept).reshape(T, n, *kept[0].shape[1:]) if keep_samples else None
-    if task == "classify":
-        mean = acc["p"] / T
-        var = (acc["p2"] / T - mean * mean).clamp_min(0)
-        entropy = _entropy(mean)
-        mi = (entropy - acc["h"] / T).clamp(min=0)
-        mi = torch.minimum(mi, entropy)  # Jensen: 0 <= BALD <= H; clamp float round-off
-        result = MCPrediction(
-            mean.to(dtype), var.to(dtype), entropy.to(dtype), mi.to(dtype), kept_t, task, T
-        )
-    else:
-        mean = acc["y"] / T
-        var = (acc["y2"] / T - mean * mean).clamp_min(0)
-        if tau is not None:
-            var = var + 1.0 / tau
-        result = MCPrediction(mean.to(dtype), var.to(dtype), None, None, kept_t, task, T)
+    result = summary.result(dtype, tau)
+    identical = summary.identical
 
     if identical and n > 0:
         warnings.warn(

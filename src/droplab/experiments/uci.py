@@ -17,6 +17,8 @@ authors' 2018 grid-search re-run:
   the whole training part with the chosen pair and evaluated on the test part with T = 10,000
   passes: RMSE of the MC mean and the Gaussian test log-likelihood (``droplab.mc``); the table
   reports mean +- standard error (``std / sqrt(n_splits)``, population std) over the splits.
+  (The retraining is the 2018 ``experiment.py``, the one that writes ``test_tau_*`` files and
+  standard errors; its first version tested the grid's own network, trained on 80 %.)
 
 What makes it fast: the networks are tiny, so every network of a phase (the whole grid of every
 split of a worker; then one network per split) is trained at once as one batched model, weights

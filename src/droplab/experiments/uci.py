@@ -368,7 +368,8 @@ def _grads(params, xb, yb, kx, kh, scale, reg2, buf=None, out=None):
 class _Adam:
     """Adam (Kingma & Ba 2015) on stacked tensors, in place, as ``torch.optim.Adam`` computes
     it, with Keras' defaults (lr 1e-3, betas 0.9/0.999, eps 1e-7). Elementwise, so each network
-    of the stack is updated exactly as if alone."""
+    of the stack is updated exactly as if alone. (Keras adds ``eps`` before the bias correction,
+    not after; on Energy that form moved the validation RMSE by less than the seed spread.)"""
 
     def __init__(self, params, lr: float = LR, betas=(0.9, 0.999), eps: float = 1e-7):
         import torch

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +72,106 @@ def test_python_m_droplab_works():
         [sys.executable, "-m", "droplab", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"droplab {droplab.__version__}"
+
+
+# -- packaging and typing: what an installed wheel gives a user and their type checker ---------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    """The wheel built from a copy of the sources (the shared tree gets no build/ folder)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tmp / name)
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            str(tmp),
+            "-w",
+            str(tmp / "dist"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp,
+    )
+    (path,) = (tmp / "dist").glob("droplab-*.whl")
+    return zipfile.ZipFile(path)
+
+
+def test_wheel_holds_py_typed_and_license(wheel):
+    names = wheel.namelist()
+    assert "droplab/py.typed" in names
+    (license_file,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert "MIT License" in wheel.read(license_file).decode()
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    meta = wheel.read(metadata).decode()
+    for line in ("License-Expression: MIT", "License-File: LICENSE", "Classifier: Typing :: Typed"):
+        assert line in meta.splitlines()
+    assert "Project-URL: " in meta and "Keywords: dropout" in meta
+
+
+def test_extra_all_is_user_features_only(wheel):
+    (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    all_reqs = [
+        line
+        for line in wheel.read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist:") and 'extra == "all"' in line
+    ]
+    assert len(all_reqs) == 1 and "fast,ray,report" in all_reqs[0].replace(" ", "")
+    assert not any(tool in all_reqs[0] for tool in ("pytest", "ruff", "mypy"))
+
+
+def test_type_checking_imports_list_every_public_name():
+    tree = ast.parse((ROOT / "src/droplab/__init__.py").read_text())
+    (block,) = [
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    ]
+    seen = {}
+    for node in block.body:
+        for alias in node.names:
+            seen[alias.name] = node.module
+    for name, module in droplab._EXPORTS.items():
+        assert seen.get(name) == module, f"{name} is not imported from {module} under TYPE_CHECKING"
+    for name in droplab._SUBMODULES:
+        assert seen.get(name) == "droplab", f"submodule {name} missing under TYPE_CHECKING"
+
+
+def test_mypy_sees_real_signatures(tmp_path):
+    mypy = pytest.importorskip("mypy.api")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "import droplab\nreveal_type(droplab.dropout)\nreveal_type(droplab.Dropout)\n"
+        "reveal_type(droplab.derive_seed)\n"
+    )
+    config = tmp_path / "mypy.ini"
+    # torch & co. are skipped (Any) to keep the check fast; droplab's own signatures are real
+    config.write_text(
+        "[mypy]\n[mypy-torch.*,numba.*,numpy.*,rich.*,matplotlib.*]\nfollow_imports = skip\n"
+    )
+    out, err, status = mypy.run(
+        ["--config-file", str(config), "--cache-dir", str(tmp_path / "cache"), str(snippet)]
+    )
+    assert status == 0, out + err
+    revealed = [
+        line.split("Revealed type is ", 1)[1] for line in out.splitlines() if "Revealed" in line
+    ]
+    assert len(revealed) == 3 and '"Any"' not in revealed, out  # the lazy names are not Any
+    assert revealed[0].startswith('"def (x: Any, p: float | None =, training: bool =')
+    assert "-> droplab.layers.Dropout" in revealed[1]
+    assert revealed[2] == '"def (seed: int, step: int) -> int"'
+
+
+def test_help_names_no_file_users_lack():
+    doc = droplab.__doc__
+    assert "API.md" not in doc and "shared/" not in doc
+    assert "droplab --help" in doc

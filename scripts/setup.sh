@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Set up droplab in ./.venv: a virtual environment, PyTorch's CPU build first, droplab with all
-# its extras, and Fashion-MNIST where the machine allows. Idempotent: a second run takes a second.
-#   TORCH_SPEC   what to install for torch (default torch==2.13.0, the CPU build on this machine;
-#                elsewhere e.g. "torch --index-url https://download.pytorch.org/whl/cpu")
+# Set up droplab in ./.venv: a virtual environment, PyTorch's CPU build first, droplab (editable)
+# with the extras asked for, and Fashion-MNIST where the machine allows. Idempotent: a second run
+# takes a second.
+#   EXTRAS       droplab's extras to install (default fast,report: what the demo needs;
+#                scripts/test asks for all,test)
+#   TORCH_SPEC   what to install for torch, verbatim (default: torch==2.13.0 from PyTorch's CPU
+#                wheel index, https://download.pytorch.org/whl/cpu, falling back to the plain pin
+#                where that index cannot be reached)
 #   WITH_BROWSER=1  also install Debian's chromium (for the report's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+TORCH_PIN=torch==2.13.0
+TORCH_INDEX=https://download.pytorch.org/whl/cpu
+EXTRAS=${EXTRAS:-fast,report}
 VENV=.venv
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -18,18 +24,33 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
-# install torch alone first: a bare `torch` requirement would pull a multi-GB CUDA build
+# install torch alone first: from PyPI a bare `torch` (or the pin) resolves on Linux to the CUDA
+# build, which pulls GBs of CUDA wheels; PyTorch's own CPU index has the CPU build. The index is
+# asked once, without retries, so a machine that cannot reach it falls back within seconds.
+install_torch() {
+  if [ -n "${TORCH_SPEC:-}" ]; then
+    say "installing $TORCH_SPEC (TORCH_SPEC)"
+    # shellcheck disable=SC2086
+    "${PIP[@]}" install $TORCH_SPEC
+  else
+    say "installing $TORCH_PIN (the CPU build) from $TORCH_INDEX"
+    if ! "${PIP[@]}" install "$TORCH_PIN" --index-url "$TORCH_INDEX" --timeout 15 --retries 0 \
+      2>/dev/null; then
+      say "$TORCH_INDEX cannot be reached; installing $TORCH_PIN from the configured index"
+      "${PIP[@]}" install "$TORCH_PIN"
+    fi
+  fi
+}
 if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"; then
-  say "installing $TORCH_SPEC (CPU)"
-  # shellcheck disable=SC2086
-  "${PIP[@]}" install $TORCH_SPEC
+  install_torch
 fi
 
-stamp="$VENV/.droplab-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+hash=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+stamp="$VENV/.droplab-$hash-${EXTRAS//,/-}"
 if [ ! -f "$stamp" ]; then
-  say "installing droplab[all] (editable)"
-  "${PIP[@]}" install -e ".[all]"
-  rm -f "$VENV"/.droplab-*
+  say "installing droplab[$EXTRAS] (editable)"
+  "${PIP[@]}" install -e ".[$EXTRAS]"
+  find "$VENV" -maxdepth 1 -name '.droplab-*' ! -name ".droplab-$hash-*" -delete
   touch "$stamp"
 fi
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from droplab.provenance import FIELDS
 from droplab.train import METRICS, TrainConfig, build_model, load_model, train
 
 
@@ -107,7 +108,9 @@ def test_metrics_schema_and_files(engine, tiny_data, tmp_path):
     assert result.final["test_acc"] > 0.5  # the tiny problem is learnable
 
     saved = json.loads((tmp_path / "metrics.json").read_text())
+    prov = saved.pop("provenance")
     assert saved == {"config": config.to_dict(), "epochs": result.epochs}
+    assert tuple(prov) == FIELDS and prov["threads"] == torch.get_num_threads()
     with open(tmp_path / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == list(METRICS) and len(rows) == 2
@@ -206,11 +209,35 @@ def test_threads_are_restored(tiny_data):
     assert torch.get_num_threads() == before
 
 
-def test_progress_prints_the_tutorials_lines_and_a_table(tiny_data, capsys):
+def test_progress_prints_each_epoch_once(tiny_data, capsys):
     train(TrainConfig(hidden=(8,), dropout=(0,), epochs=2), data=tiny_data, progress=True)
-    out = capsys.readouterr().out
-    assert "epoch 2, loss " in out and ", train acc " in out and ", test acc " in out
-    assert "test loss" in out  # the final table's header
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch 1", "epoch 2"]
+    assert ", loss " in lines[1] and ", train acc " in lines[1] and ", test acc " in lines[1]
+
+
+def test_progress_bar_shows_eta_and_running_loss_and_accuracy(tiny_data):
+    import io
+
+    from rich.console import Console
+
+    from droplab import train as train_module
+
+    bars = train_module._Bars(True, epochs=3)
+    with bars:
+        bars.console = Console(file=io.StringIO(), force_terminal=True, width=200)
+        bars.enabled = True
+        bars.status("loading Fashion-MNIST")
+        bars.start(2, batches=4)
+        bars.advance(256, lambda: (0.4123 * 256, 0.8471 * 256))
+        bars._shown = 0.0  # as if REFRESH seconds had passed
+        bars.advance(512, lambda: (0.4123 * 512, 0.8471 * 512))
+        task = bars.progress.tasks[0]
+        columns = [c.render(task) for c in bars.progress.columns]
+    text = " ".join(str(c) for c in columns)
+    assert task.completed == 2 and task.total == 4
+    assert "epoch 2/3" in text and "2/4" in text and "eta" in text
+    assert "loss: 0.4123 - accuracy: 0.8471" in text
 
 
 # ----------------------------------------------------------------------------------------------

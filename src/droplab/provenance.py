@@ -14,6 +14,7 @@ The CLI calls ``record_command(argv)`` once, so a result written by ``droplab tr
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import platform
 import shlex
@@ -61,6 +62,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     """The commit of the checkout droplab runs from (``+dirty`` with local changes), or None."""
     root = Path(__file__).resolve().parents[2]

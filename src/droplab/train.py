@@ -464,7 +464,9 @@ def train(
             every epoch (atomically). Default: ``None`` (write nothing)
         resume: continue from ``out_dir/checkpoint`` if there is one (its config must equal
             ``config`` except for ``epochs`` and ``threads``). Default: ``False``
-        progress: show a progress bar per epoch and a table at the end (``rich``). Default: ``True``
+        progress: show what the run is doing (``rich``, transient): a status while the data
+            loads, then a bar per epoch with its ETA and the running loss and accuracy.
+            Default: ``True``
         data: a ``(train, test)`` pair with ``.images`` (``(N, 784)`` or ``(N, 1, 28, 28)``, floats
             in [0, 1]) and ``.labels``. Default: ``droplab.data.load_fashion_mnist()``
         log: called with one line of text per epoch (the tutorial's
@@ -479,24 +481,27 @@ def train(
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     log = log or (lambda *_: None)
     out = Path(out_dir) if out_dir is not None else None
-    if data is None:
-        from droplab.data import load_fashion_mnist
+    with _Bars(progress, config.epochs) as bars:
+        if data is None:
+            bars.status("loading Fashion-MNIST")
+            from droplab.data import load_fashion_mnist
 
-        data = load_fashion_mnist()
-    train_set, test_set = data
+            data = load_fashion_mnist()
+        train_set, test_set = data
+        bars.status("building the model")
 
-    import torch
+        import torch
 
-    threads_before = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        return _run(config, out, resume, progress, train_set, test_set, log)
-    finally:
-        torch.set_num_threads(threads_before)
+        threads_before = torch.get_num_threads()
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        try:
+            return _run(config, out, resume, bars, train_set, test_set, log)
+        finally:
+            torch.set_num_threads(threads_before)
 
 
-def _run(c: TrainConfig, out: Path | None, resume: bool, progress: bool, train_set, test_set, log):
+def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_set, log):
     import torch
 
     started = time.perf_counter()
@@ -523,34 +528,33 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, progress: bool, train_s
         out.mkdir(parents=True, exist_ok=True)
     batches = math.ceil(n / c.batch_size)
     try:
-        with _Bars(progress, c.epochs, batches) as bars:
-            for epoch in range(len(epochs) + 1, c.epochs + 1):
-                t0 = time.perf_counter()
-                order = engine.start_epoch(shuffle.permutation(n))
-                bars.start(epoch)
-                for b in range(batches):
-                    idx = order[b * c.batch_size : (b + 1) * c.batch_size]
-                    engine.step(x_train[idx], y_train[idx])
-                    bars.advance()
-                loss_sum, correct = engine.end_epoch()
-                test_loss, test_acc = engine.evaluate(x_test, y_test)
-                lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
-                if engine.sched:
-                    engine.sched.step()
-                row = {
-                    "epoch": epoch,
-                    "train_loss": loss_sum / n,
-                    "train_acc": correct / n,
-                    "test_loss": test_loss,
-                    "test_acc": test_acc,
-                    "lr": float(lr),
-                    "seconds": time.perf_counter() - t0,
-                }
-                epochs.append(row)
-                if out is not None:
-                    with _sigint_deferred():
-                        _save(out, c, epochs, engine, shuffle, dropouts)
-                log(epoch_line(row))
+        for epoch in range(len(epochs) + 1, c.epochs + 1):
+            t0 = time.perf_counter()
+            order = engine.start_epoch(shuffle.permutation(n))
+            bars.start(epoch, batches)
+            for b in range(batches):
+                idx = order[b * c.batch_size : (b + 1) * c.batch_size]
+                engine.step(x_train[idx], y_train[idx])
+                bars.advance(min((b + 1) * c.batch_size, n), engine.end_epoch)
+            loss_sum, correct = engine.end_epoch()
+            test_loss, test_acc = engine.evaluate(x_test, y_test)
+            lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
+            if engine.sched:
+                engine.sched.step()
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / n,
+                "train_acc": correct / n,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "lr": float(lr),
+                "seconds": time.perf_counter() - t0,
+            }
+            epochs.append(row)
+            if out is not None:
+                with _sigint_deferred():
+                    _save(out, c, epochs, engine, shuffle, dropouts)
+            log(epoch_line(row))
     except KeyboardInterrupt:
         if out is not None and epochs:
             log(
@@ -558,8 +562,6 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, progress: bool, train_s
                 "run again with resume (--resume) to continue"
             )
         raise
-    if progress:
-        print_table(epochs, title=describe(c))
     engine.model.eval()
     return TrainResult(c, epochs, engine.model, time.perf_counter() - started)
 
@@ -606,48 +608,100 @@ def print_table(epochs: list[dict], *, title: str = "", console=None) -> None:
 
 
 class _Bars:
-    """A ``rich`` progress bar per epoch over its batches (or nothing, when disabled)."""
+    """What a run shows while it works (or nothing, when disabled).
 
-    def __init__(self, enabled: bool, epochs: int, batches: int):
-        self.enabled, self.epochs, self.batches = enabled, epochs, batches
-        self.progress = self.task = None
+    From the first moment a status line says what is happening ("loading Fashion-MNIST"); then
+    each epoch gets a bar over its batches with the elapsed time, the ETA and the running loss
+    and accuracy as Keras prints them (``loss: 0.4123 - accuracy: 0.8471``). Everything here is
+    transient: what stays on screen is the one line per epoch that ``log`` prints.
+    """
+
+    REFRESH = 0.25  # seconds between updates of the running numbers (each one reads the sums)
+
+    def __init__(self, enabled: bool, epochs: int):
+        self.enabled, self.epochs = enabled, epochs
+        self.progress = self.task = self._status = None
+        self._shown = 0.0
 
     def __enter__(self):
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from droplab._console import console
 
-            self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("batches"),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self.progress.__enter__()
+            self.console = console()
+            # piped or captured: nothing to animate, and the epoch lines say it all
+            self.enabled = self.console.is_terminal
         return self
 
-    def start(self, epoch: int) -> None:
-        if self.progress is not None:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(
-                "train", total=self.batches, epoch=epoch, epochs=self.epochs
-            )
+    def status(self, text: str) -> None:
+        """Show ``text`` with a spinner until the first epoch starts."""
+        if not self.enabled:
+            return
+        if self._status is None:
+            self._status = self.console.status(text)
+            self._status.start()
+        else:
+            self._status.update(text)
 
-    def advance(self) -> None:
-        if self.progress is not None:
+    def start(self, epoch: int, batches: int) -> None:
+        if not self.enabled:
+            return
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        if self.progress is None:
+            self.progress = self._new_progress()
+            self.progress.start()
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            f"epoch {epoch}/{self.epochs}", total=batches, metrics=""
+        )
+        self._shown = time.perf_counter()
+
+    def _new_progress(self):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("batches"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+            transient=True,
+        )
+
+    def advance(self, seen: int, running) -> None:
+        """One batch done; ``running()`` gives ``(loss_sum, correct)`` over the ``seen`` examples."""
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if now - self._shown < self.REFRESH:
             self.progress.advance(self.task)
+            return
+        self._shown = now
+        loss_sum, correct = running()
+        self.progress.update(
+            self.task,
+            advance=1,
+            metrics=f"loss: {loss_sum / seen:.4f} - accuracy: {correct / seen:.4f}",
+        )
 
     def __exit__(self, *exc):
+        if self._status is not None:
+            self._status.stop()
         if self.progress is not None:
-            self.progress.__exit__(*exc)
+            self.progress.stop()
         return False
 
 
@@ -681,9 +735,21 @@ def _save(out: Path, c: TrainConfig, epochs, engine, shuffle, dropouts) -> None:
 
 
 def write_metrics(out, config: TrainConfig, epochs: list[dict]) -> None:
-    """Write ``metrics.json`` and ``metrics.csv`` in ``out`` (atomically)."""
+    """Write ``metrics.json`` (with the provenance block of ``droplab.provenance``) and
+    ``metrics.csv`` in ``out`` (atomically)."""
+    import torch
+
+    from droplab.provenance import provenance
+
     out = Path(out)
-    atomic_write_json(out / "metrics.json", {"config": config.to_dict(), "epochs": epochs})
+    atomic_write_json(
+        out / "metrics.json",
+        {
+            "config": config.to_dict(),
+            "epochs": epochs,
+            "provenance": provenance(threads=torch.get_num_threads()),
+        },
+    )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
     writer.writeheader()

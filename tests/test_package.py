@@ -175,3 +175,24 @@ def test_help_names_no_file_users_lack():
     doc = droplab.__doc__
     assert "API.md" not in doc and "shared/" not in doc
     assert "droplab --help" in doc
+
+
+def test_missing_numba_is_said_once():
+    """Without numba, backend="auto" falls back to torch's ops and warns once per process."""
+    code = (
+        "import importlib.util, warnings, torch\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'numba' else real(n, *a)\n"
+        "import droplab\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(3):\n"
+        "        y = droplab.dropout(torch.ones(4096), 0.5, seed=0)\n"
+        "print(len(w), w[0].category.__name__, str(w[0].message))\n"
+        "print(bool(torch.equal(y != 0, droplab.dropout_mask((4096,), 0.5, seed=0))))\n"
+    )
+    lines = run(code).splitlines()
+    count, category, message = lines[0].split(" ", 2)
+    assert (count, category) == ("1", "RuntimeWarning")
+    assert message.startswith("numba is not installed: backend='auto' runs PyTorch's dropout ops")
+    assert lines[1] == "True"  # same bits on the fallback

@@ -37,6 +37,7 @@ never by ``import droplab``.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 import torch
@@ -67,6 +68,13 @@ def _numba_missing() -> str:
     if _NUMBA_MISSING is None:
         found = importlib.util.find_spec("numba") is not None
         _NUMBA_MISSING = "" if found else "numba is not installed (pip install 'droplab[fast]')"
+        if not found:  # once per process: backend="auto" would otherwise lose its speed silently
+            warnings.warn(
+                "numba is not installed: backend='auto' runs PyTorch's dropout ops, not "
+                "droplab's fast kernels (pip install 'droplab[fast]')",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return _NUMBA_MISSING
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -322,3 +323,31 @@ def test_classic_recipe_reaches_the_published_accuracy(engine, fashion_mnist):
     result = train(config, data=fashion_mnist, progress=False, log=None)
     assert result.final["test_acc"] >= 0.84, result.epochs
     assert result.final["train_loss"] == pytest.approx(0.4166, abs=0.01)  # the tutorial's
+
+
+# ----------------------------------------------------------------------------------------------
+# the output folder: never overwrite a different run, never resume from nothing
+# ----------------------------------------------------------------------------------------------
+
+
+def test_out_dir_holding_another_run_is_refused_unless_forced(tiny_data, tmp_path):
+    from droplab.train import check_out_dir
+
+    config = TrainConfig(hidden=(8,), dropout=(0,), epochs=1)
+    check_out_dir(tmp_path / "new", config)  # an empty or missing folder is fine
+    quiet(config, tiny_data, out_dir=tmp_path)
+    check_out_dir(tmp_path, config.replace(threads=2))  # the same run again
+    other = config.replace(lr=0.1)
+    msg = f"{tmp_path} already holds a run with other settings; pass --force to overwrite it"
+    with pytest.raises(FileExistsError, match=re.escape(msg)):
+        check_out_dir(tmp_path, other)
+    check_out_dir(tmp_path, other, force=True)
+    check_out_dir(tmp_path, other, resume=True)  # a checkpoint is there
+
+
+def test_resume_without_checkpoint_says_so(tmp_path):
+    from droplab.train import check_out_dir
+
+    msg = f"--resume: {tmp_path} holds no checkpoint to continue"
+    with pytest.raises(FileNotFoundError, match=re.escape(msg)):
+        check_out_dir(tmp_path, TrainConfig(), resume=True)

@@ -790,6 +790,37 @@ def _check_resumable(saved: TrainConfig, new: TrainConfig) -> None:
         )
 
 
+def check_out_dir(out, config: TrainConfig, *, resume: bool = False, force: bool = False) -> None:
+    """Refuse to train into ``out`` where that would lose or fake a result (before any work).
+
+    - ``resume`` where ``out`` holds no checkpoint: ``FileNotFoundError`` (resuming would
+      silently start from scratch);
+    - not ``resume`` where ``out`` holds an earlier run with another config (all fields but
+      ``threads`` compared): ``FileExistsError``, unless ``force`` (then it is overwritten).
+      The same config again is allowed: the run it writes is the one already there.
+    """
+    out = Path(out)
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise FileNotFoundError(
+                f"--resume: {out} holds no checkpoint to continue (run without --resume to start)"
+            )
+        return
+    if force or not (out / "metrics.json").exists():
+        return
+    try:
+        saved, _ = read_metrics(out)
+    except (OSError, ValueError, KeyError, TypeError):
+        saved = None
+    if saved is not None and saved.replace(threads=None) == config.replace(threads=None):
+        return
+    what = "a run with other settings" if saved is not None else "files of an unreadable run"
+    raise FileExistsError(
+        f"{out} already holds {what}; pass --force to overwrite it, --resume to continue it, "
+        "or choose another --out"
+    )
+
+
 def build_model(c: TrainConfig):
     """The freshly initialized MLP of a config, for its engine (``droplab.models.mlp``)."""
     from droplab.models import mlp

@@ -1,23 +1,10 @@
-"""The counter-based keep-mask shared by every droplab backend.
+"""The counter-based keep-mask in PyTorch ops.
 
-A seeded mask is a pure function of ``(seed, element index)``, so the same bits come out of
-PyTorch ops (this file), the numba CPU kernel, the NumPy engine and a GPU kernel, at any thread
-count and in any run.
+The generator (SplitMix64 over a Weyl sequence, two 32-bit words per 64-bit output, kept iff
+``u >= round(p * 2**32)``) is specified once, in pure Python, in ``droplab._rng``; this file
+evaluates it on tensors, so its bits equal the numba kernel's and the NumPy engine's.
 
-The generator is SplitMix64 (Steele, Lea & Flood 2014, the seeder of Java's SplittableRandom and
-of xoshiro): its 64-bit finalizer applied to a Weyl sequence passes BigCrush. One 64-bit word
-gives two elements (its low and high 32 bits), so every output bit is used::
-
-    key      = mix64(seed + GOLDEN)                    # decorrelates neighbouring seeds
-    word[j]  = mix64(key + (j + 1) * GOLDEN)           # j = i // 2, arithmetic mod 2**64
-    u[i]     = (word[i // 2] >> (32 * (i % 2))) & 0xFFFFFFFF
-    keep[i]  = u[i] >= threshold(p),  threshold(p) = round(p * 2**32)
-
-so ``P(keep) = 1 - threshold / 2**32`` equals ``1 - p`` to within ``2**-33`` (about 1.2e-10);
-``p = 0`` keeps everything and ``p = 1`` nothing. ``i`` is the row-major (C-order) index of the
-element in its logical shape, whatever the strides of the tensor it is applied to.
-
-PyTorch has no unsigned 64-bit shifts on CPU, so this reference computes in ``int64``: products
+PyTorch has no unsigned 64-bit shifts on CPU, so this file computes in ``int64``: products
 wrap modulo ``2**64`` exactly as ``uint64`` would, and right shifts are made logical with a mask.
 """
 
@@ -28,41 +15,38 @@ import numbers
 import torch
 
 from droplab._checks import check_mask_p, check_seed
+from droplab._rng import (
+    GOLDEN,
+    MASK32,
+    MASK64,
+    MAX_SEED,
+    MIX1,
+    MIX2,
+    derive_seed,
+    keep_threshold,
+    mix64_int,
+    signed64,
+    stream_key,
+)
 
-GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, the Weyl increment
-MIX1 = 0xBF58476D1CE4E5B9
-MIX2 = 0x94D049BB133111EB
-MASK64 = (1 << 64) - 1
-MASK32 = (1 << 32) - 1
-MAX_SEED = MASK64
+# re-exported: callers and tests read the specification through this module too
+__all__ = [
+    "GOLDEN",
+    "MASK32",
+    "MASK64",
+    "MAX_SEED",
+    "MIX1",
+    "MIX2",
+    "check_seed",
+    "derive_seed",
+    "dropout_mask",
+    "keep_threshold",
+    "mix64_int",
+    "random_words",
+    "stream_key",
+]
 
-
-def _signed(c: int) -> int:
-    """The int64 with the same bits as the uint64 ``c``."""
-    return c - (1 << 64) if c >= 1 << 63 else c
-
-
-def mix64_int(z: int) -> int:
-    """SplitMix64's finalizer on a Python int (the scalar definition the kernels follow)."""
-    z &= MASK64
-    z = ((z ^ (z >> 30)) * MIX1) & MASK64
-    z = ((z ^ (z >> 27)) * MIX2) & MASK64
-    return z ^ (z >> 31)
-
-
-def stream_key(seed: int) -> int:
-    """The 64-bit key of a seed's stream: ``mix64(seed + GOLDEN)``."""
-    return mix64_int(check_seed(seed) + GOLDEN)
-
-
-def derive_seed(seed: int, step: int) -> int:
-    """The seed of step ``step`` of a seeded module: distinct, well-mixed, repeatable."""
-    return mix64_int(stream_key(seed) ^ mix64_int((int(step) * MIX1 + MIX2) & MASK64))
-
-
-def keep_threshold(p: float) -> int:
-    """The integer threshold ``round(p * 2**32)``: a 32-bit word ``u`` is kept iff ``u >= t``."""
-    return min(1 << 32, max(0, round(float(p) * 4294967296.0)))
+_signed = signed64
 
 
 def _mix64(z: torch.Tensor) -> torch.Tensor:

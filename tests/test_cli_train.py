@@ -60,7 +60,10 @@ def droplab(*args: str, **kwargs) -> subprocess.CompletedProcess:
         (["train", "--lr", "abc"], "argument --lr: expected a number, got 'abc'"),
         (["train", "--lr", "0"], "argument --lr: must be a number in (0.0, inf], got 0"),
         (["train", "--engine", "jax"], "argument --engine: invalid choice: 'jax'"),
-        (["train", "--dropout", "0.5"], "--dropout must have one rate per hidden layer"),
+        (
+            ["train", "--hidden", "8,8,8", "--dropout", "0.1,0.5"],
+            "--dropout must have one rate per hidden layer",
+        ),
         (["demo", "--epochs", "0"], "argument --epochs: must be an integer in [1, inf], got 0"),
         (["trian"], "unknown command 'trian'"),
     ],

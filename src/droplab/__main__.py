@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    from droplab.provenance import record_command
+
+    record_command(["droplab", *argv])  # what every result file and report says was run
     from droplab._cli import DroplabError, UsageError
 
     try:

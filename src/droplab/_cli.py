@@ -63,11 +63,13 @@ def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bo
     return parse
 
 
-def list_of(item_type, *, min_len: int = 1):
-    """An argparse type: a comma-separated list of ``item_type`` values."""
+def list_of(item_type, *, min_len: int = 1, seps: str = ","):
+    """An argparse type: a list of ``item_type`` values separated by any of ``seps``."""
 
     def parse(text: str) -> list:
-        parts = [s.strip() for s in text.split(",") if s.strip()]
+        for sep in seps[1:]:
+            text = text.replace(sep, seps[0])
+        parts = [s.strip() for s in text.split(seps[0]) if s.strip()]
         if len(parts) < min_len:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
         return [item_type(s) for s in parts]
@@ -113,10 +115,12 @@ def add_mlp(parser, *, hidden: str, dropout: str) -> None:
     )
     parser.add_argument(
         "--dropout",
-        type=list_of(probability),
+        # "0.2,0.5" or, as in a sweep's grid, "0.2:0.5"; one rate means every hidden layer
+        type=list_of(probability, seps=",:"),
         default=[0.2, 0.5],
         metavar="P,P",
-        help=f"{dropout} (default: 0.2,0.5)",
+        help=f"{dropout}; one rate for every layer, or one per layer as 0.2,0.5 or 0.2:0.5 "
+        "(the sweep's form) (default: 0.2,0.5)",
     )
 
 
@@ -128,13 +132,24 @@ def add_seed(parser, help: str = "seeds the weights, the shuffling and the masks
 
 
 def add_threads(parser) -> None:
-    """``--threads``: torch's intra-op threads, default torch's own choice."""
+    """``--threads``: torch's threads; the default is ``droplab._threads.DEFAULT_THREADS``."""
+    from droplab._threads import DEFAULT_THREADS
+
     parser.add_argument(
         "--threads",
         type=positive_int,
-        default=None,
-        help="torch threads (default: torch's, one per core)",
+        default=DEFAULT_THREADS,
+        help=f"torch threads (default: {DEFAULT_THREADS}: a second thread gains little on the "
+        "small MLP and collapses on a busy machine; see README, Threads)",
     )
+
+
+def add_quiet(parser) -> None:
+    """``--quiet`` (alias ``--no-progress``): no progress bars or per-epoch lines."""
+    parser.add_argument(
+        "--quiet", "--no-progress", dest="quiet", action="store_true",
+        help="no progress bars or per-epoch lines",
+    )  # fmt: skip
 
 
 def add_subset(parser, help: str) -> None:

@@ -4,6 +4,8 @@ Trains the MLP 784-256-256-10 on Fashion-MNIST (SGD lr 0.5, batch 256, weights N
 twice with the same seed, initial weights and batches: once with dropout 0.2 / 0.5 after the
 hidden layers, once without. Prints both epoch tables and a summary (final accuracies, the
 train-test gap, the time), and writes OUT/report.html with the curves (also as PNG files).
+Fashion-MNIST is looked for in $DROPLAB_DATA, ~/.cache/droplab and
+/usr/share/datasets/fashion-mnist, then downloaded (SHA-256 checked).
 
 examples:
   droplab demo                        # 5 epochs each, ./droplab-runs/demo/report.html

@@ -3,8 +3,9 @@
 Fashion-MNIST (default): trains the dropout MLP (the classic recipe, 30 epochs) (or loads a `droplab train` checkpoint), then
 compares weight scaling (eval mode) with MC dropout at T = 1, 5, 10, 50, 100 passes (accuracy,
 NLL, Brier, ECE), rotates test images 0-180 degrees (accuracy should fall and uncertainty rise),
-and times vectorized sampling against a Python loop of T passes. Writes DIR/mc.json and the
-report DIR/mc.html.
+and times vectorized sampling against a Python loop of T passes. Writes DIR/mc.json, the
+report DIR/mc.html, and the trained model's checkpoint in DIR/model. Fashion-MNIST is looked for
+in $DROPLAB_DATA, ~/.cache/droplab and /usr/share/datasets/fashion-mnist, then downloaded.
 
 UCI (--uci NAME --data-dir DIR): Gal & Ghahramani's regression benchmark on their 20 splits, RMSE
 and test log-likelihood next to the published numbers. The data (data.txt, index_*.txt and the
@@ -29,6 +30,8 @@ from droplab._cli import (
     UsageError,
     add_mlp,
     add_out,
+    add_quiet,
+    add_subset,
     add_threads,
     float_range,
     int_range,
@@ -43,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out(parser, DEFAULT_OUT, "folder for mc.json and mc.html")
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed (default: 0)")
     add_threads(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_quiet(parser)
 
     f = parser.add_argument_group("Fashion-MNIST")
     f.add_argument(
@@ -65,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="epochs of the MLP trained here (default: 30)",
     )
     add_mlp(f, hidden="hidden widths", dropout="drop rate per hidden layer of the MLP trained here")
+    add_subset(f, "train the MLP on the first N training examples (default: all 60,000)")
     f.add_argument(
         "--samples",
         type=list_of(positive_int),
@@ -163,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
         result = {"uci": run_uci_cmd(args)}
     else:
         result = {"fashion_mnist": run_fashion(args)}
+    import torch
+
+    from droplab.provenance import provenance
+
+    result["provenance"] = provenance(threads=torch.get_num_threads())
     _merge_json(out / "mc.json", result)
     try:
         from droplab.report.mc import build
@@ -280,17 +289,22 @@ def _model(args, data):
                 f"(this one is engine={config.engine!r})"
             )
         return model, config.to_dict(), None
-    if len(args.dropout) != len(args.hidden):
+    from droplab.experiments.train_cmd import per_layer
+
+    dropout = per_layer(args.dropout, args.hidden)
+    if len(dropout) != len(args.hidden):
         raise UsageError(f"--dropout needs one rate per hidden layer ({len(args.hidden)})")
     config = TrainConfig(
         hidden=tuple(args.hidden),
-        dropout=tuple(args.dropout),
+        dropout=dropout,
         epochs=args.epochs,
         seed=args.seed,
+        subset=args.subset,
         threads=args.threads,
     )
-    result = train(config, progress=not args.no_progress, data=data)
-    return result.model, config.to_dict(), result.final
+    # the model is kept: OUT/model holds its checkpoint (droplab mc --checkpoint OUT/model)
+    result = train(config, out_dir=Path(args.out) / "model", progress=not args.quiet, data=data)
+    return result.model, config.to_dict(), result.epochs
 
 
 def _loop_sample(model, x, T):
@@ -329,7 +343,7 @@ def run_fashion(args) -> dict:
     model, config, final = _model(args, data)
     model.eval()
     x, y = _flat(test_set.images), test_set.labels.long()
-    progress = False if args.no_progress else None
+    progress = False if args.quiet else None
 
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -407,7 +421,8 @@ def run_fashion(args) -> dict:
 
     return {
         "config": config,
-        "train_final": final,
+        "train_final": final[-1] if final else None,
+        "epochs": final,  # the training curves of the model (the report plots them)
         "test_examples": int(x.shape[0]),
         "metrics": rows,
         "uncertainty": uncertainty,

@@ -112,9 +112,11 @@ def parse_values(key: str, text: str) -> list:
 
 def _split_assignment(flag: str, text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    key = key.strip()
+    key = key.strip().replace("-", "_")  # --grid batch-size=... spells the flag's name
     if not sep or not _KEY.match(key):
-        raise UsageError(f"{flag} expects KEY=VALUE, got {text!r}")
+        raise UsageError(
+            f"{flag} expects KEY=VALUE (KEY a train option, e.g. batch_size), got {text!r}"
+        )
     return key, value
 
 
@@ -482,7 +484,11 @@ def run(args) -> int:
         workers = args.workers
         threads = args.threads or 1
 
+    from droplab.provenance import provenance
+
     out = Path(args.out)
+    if args.dry_run:  # the plan only: the folder is left untouched (not even created)
+        return _dry_run(out, trials, spec, keys, console)
     try:
         store = Store(out / "sweep.db")
     except (OSError, sqlite3.Error) as e:
@@ -491,18 +497,14 @@ def run(args) -> int:
         added = store.add(trials)
         reset = store.reset_running()
         store.set_meta("grid_keys", list(spec.grid))
+        store.set_meta("provenance", provenance(threads=threads))
         counts = store.counts(tid for tid, _ in trials)
         todo = counts["pending"] + (counts["failed"] if args.retry_failed else 0)
         console.print(
-            f"sweep: {len(trials)} trials ({', '.join(f'{k} x{len(v)}' for k, v in spec.grid.items())}"
-            f"{', ' if spec.grid else ''}{len(spec.seeds)} seed(s)); {counts['done']} done, "
-            f"{counts['failed']} failed, {todo} to run; {added} new"
+            _plan_line(trials, spec, counts, todo)
+            + f"; {added} new"
             + (f"; {reset} left running by an earlier driver, now pending" if reset else "")
         )
-        if args.dry_run:
-            for tid, config in trials:
-                console.print(f"  {tid}  {describe(config, keys)}")
-            return 0
         outcome = Outcome()
         if todo:
             if args.executor == "local":
@@ -548,10 +550,62 @@ def run(args) -> int:
             from droplab.report.sweep import build
 
             path = build(out)
+            _print_best(console, out)
+            console.print(f"results: {out / 'results.csv'}")
             console.print(f"report: {path}")
         except ImportError as e:
             console.print(f"no report ({e}); pip install 'droplab[report]'")
     return 1 if counts["failed"] else 0
+
+
+def _plan_line(trials, spec, counts: dict, todo: int) -> str:
+    grid = ", ".join(f"{k} x{len(v)}" for k, v in spec.grid.items())
+    return (
+        f"sweep: {len(trials)} trials ({grid}{', ' if spec.grid else ''}{len(spec.seeds)} "
+        f"seed(s)); {counts['done']} done, {counts['failed']} failed, {todo} to run"
+    )
+
+
+def _dry_run(out: Path, trials, spec, keys, console) -> int:
+    """Print the plan, reading (never creating) OUT/sweep.db."""
+    from droplab.experiments.store import Store
+
+    counts = {"done": 0, "failed": 0, "pending": len(trials)}
+    if (out / "sweep.db").exists():
+        with Store(out / "sweep.db", readonly=True) as store:
+            counts = store.counts(tid for tid, _ in trials)
+        counts["pending"] = len(trials) - counts["done"] - counts["failed"]
+    console.print(_plan_line(trials, spec, counts, counts["pending"]) + " (dry run)")
+    for tid, config in trials:
+        console.print(f"  {tid}  {describe(config, keys)}")
+    return 0
+
+
+def _print_best(console, out: Path, top: int = 5) -> None:
+    """The best settings, mean +- std of the final test accuracy over seeds."""
+    from rich.table import Table
+
+    from droplab.report.sweep import best_of_store
+
+    keys, best = best_of_store(out)
+    if not best:
+        return
+    table = Table(title=f"best settings (top {min(top, len(best))} by mean test accuracy)",
+                  title_justify="left")  # fmt: skip
+    for name in (*keys, "test acc", "gap", "seeds"):
+        table.add_column(name, justify="right")
+    for r in best[:top]:
+        table.add_row(
+            *(str(_show_value(r["setting"][k])) for k in keys),
+            f"{r['test_acc']:.4f} ± {r['test_acc_std']:.4f}",
+            f"{r['gap']:+.4f}",
+            str(r["seeds"]),
+        )
+    console.print(table)
+
+
+def _show_value(v):
+    return f"{v:g}" if isinstance(v, float) else v
 
 
 def _sigterm_as_interrupt(signum, frame):

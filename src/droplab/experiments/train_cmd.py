@@ -1,7 +1,10 @@
 """Train the MLP on Fashion-MNIST with the torch or the NumPy engine.
 
 Writes OUT/metrics.json, OUT/metrics.csv and OUT/checkpoint after every epoch (atomically),
-and OUT/report.html at the end. Ctrl-C keeps the last finished epoch; --resume continues it.
+and OUT/report.html at the end. Ctrl-C keeps the last finished epoch; --resume continues it (exit 2 if DIR holds no checkpoint).
+An OUT holding a run with other settings is refused (exit 2) unless --force. Fashion-MNIST is
+looked for in $DROPLAB_DATA, ~/.cache/droplab and /usr/share/datasets/fashion-mnist, then
+downloaded (SHA-256 checked).
 
 examples:
   droplab train                                    # the classic recipe, 5 epochs
@@ -20,6 +23,7 @@ from droplab._cli import (
     add_engine,
     add_mlp,
     add_out,
+    add_quiet,
     add_seed,
     add_subset,
     add_threads,
@@ -142,7 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from DIR/checkpoint (same settings; --epochs may grow)",
     )
-    g.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite DIR when it holds a run with other settings (refused otherwise, exit 2)",
+    )
+    add_quiet(g)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -150,11 +159,12 @@ def config_from_args(args: argparse.Namespace):
     from droplab._cli import UsageError
     from droplab.train import TrainConfig
 
+    dropout = per_layer(args.dropout, args.hidden)
     try:
         return TrainConfig(
             engine=args.engine,
             hidden=tuple(args.hidden),
-            dropout=tuple(args.dropout),
+            dropout=dropout,
             mode=args.mode,
             init=args.init,
             epochs=args.epochs,
@@ -182,6 +192,11 @@ def config_from_args(args: argparse.Namespace):
         raise UsageError(msg.replace("hidden has", "--hidden has")) from None
 
 
+def per_layer(dropout: list, hidden: list) -> tuple:
+    """One rate means every hidden layer (as in a sweep's grid); else one rate per layer."""
+    return tuple(dropout) * len(hidden) if len(dropout) == 1 else tuple(dropout)
+
+
 def check_writable(out: Path, flag: str = "--out") -> Path:
     """Create ``out`` and check a file can be written there; else a one-line ``DroplabError``."""
     import tempfile
@@ -199,18 +214,32 @@ def check_writable(out: Path, flag: str = "--out") -> Path:
 
 
 def load_data():
-    """Fashion-MNIST, or a one-line ``DroplabError`` saying where it looked and what to do."""
+    """Fashion-MNIST, or a one-line ``DroplabError`` saying where it looked and what to do.
+
+    A status line shows at once while it loads (a terminal only)."""
     from droplab._cli import DroplabError
+    from droplab._console import console
     from droplab.data import DataError, load_fashion_mnist
 
+    out = console()
     try:
-        return load_fashion_mnist()
+        if not out.is_terminal:
+            return load_fashion_mnist()
+        with out.status("loading Fashion-MNIST"):
+            return load_fashion_mnist()
     except DataError as e:
         raise DroplabError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    from droplab._cli import UsageError
+    from droplab.train import check_out_dir
+
     config = config_from_args(args)
+    try:
+        check_out_dir(args.out, config, resume=args.resume, force=args.force)
+    except (FileExistsError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
     out = check_writable(args.out)
     data = load_data()
     from droplab.train import train

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from droplab._io import atomic_write_text
 
 CSS = """
-body { font: 15px/1.5 system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1100px;
+body { font: 15px/1.5 system-ui, -apple-system, Segoe UI, sans-serif; max-width: 1600px;
        margin: 2em auto; padding: 0 1em; color: #1d1d1f; }
 h1 { font-size: 1.7em; margin-bottom: .2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 .meta { color: #666; font-size: .9em; }
@@ -23,6 +24,10 @@ table { border-collapse: collapse; margin: .8em 0; font-variant-numeric: tabular
 th, td { border: 1px solid #ccc; padding: .3em .7em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 0 1.5em;
+        align-items: start; }
+.grid figure { margin: .5em 0; }
+.provenance td, .provenance th { font-size: .9em; } .provenance code { white-space: pre-wrap; }
 figcaption { color: #555; font-size: .9em; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; }
 """
@@ -53,11 +58,26 @@ def paragraph(text: str) -> str:
     return f"<p>{esc(text)}</p>"
 
 
+def number(v) -> str:
+    """A number as a person writes it: ``45``, ``50.2``, ``0.8471``, ``0.999``, ``1e-05``.
+
+    At most 4 decimals, trailing zeros dropped; magnitudes below 0.001 in 3 significant digits.
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int) or not math.isfinite(v):
+        return str(v)
+    if v != 0 and abs(v) < 1e-3:
+        return f"{v:.3g}"
+    text = f"{v:.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def table(headers: list[str], rows: list[list], *, table_id: str | None = None) -> str:
-    """An HTML table; floats are shown with 4 decimals, everything else with ``str``."""
+    """An HTML table; numbers are shown with ``number``, everything else with ``str``."""
 
     def cell(v) -> str:
-        return f"{v:.4f}" if isinstance(v, float) else esc(v)
+        return esc(number(v)) if isinstance(v, float) else esc(v)
 
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -84,6 +104,30 @@ def image(png: bytes, caption: str = "", *, alt: str | None = None) -> str:
     alt_text = esc(alt or caption or "plot")
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return f'<figure><img alt="{alt_text}" src="{png_data_uri(png)}">{cap}</figure>'
+
+
+def grid(fragments: list[str]) -> str:
+    """Figures side by side on a wide page, one column on a narrow one."""
+    return f'<div class="grid">{"".join(fragments)}</div>'
+
+
+def provenance_section(prov: dict | None) -> Section:
+    """What produced the result, ending with the command that reproduces it."""
+    from droplab.provenance import FIELDS, describe_value
+
+    section = Section("How this was made")
+    if not prov:
+        return section.add(paragraph("No provenance recorded (a result from an older droplab)."))
+    rows = [[k, describe_value(k, prov.get(k))] for k in FIELDS if k != "command"]
+    section.add(
+        table(["", "value"], rows, table_id="provenance").replace(
+            "<table ", '<table class="provenance" ', 1
+        )
+    )
+    return section.add(
+        f'<p>Reproduce with:</p><pre id="reproduce"><code>{esc(prov.get("command", "-"))}'
+        "</code></pre>"
+    )
 
 
 def render_page(title: str, sections: list[Section], *, subtitle: str = "") -> str:

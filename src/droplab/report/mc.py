@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from droplab.report.html import Section, esc, image, paragraph, table, write_page
+from droplab.report.html import (
+    Section,
+    esc,
+    grid,
+    image,
+    paragraph,
+    provenance_section,
+    table,
+    write_page,
+)
 from droplab.report.plots import _pyplot
 
 
@@ -96,7 +105,7 @@ def rotation_plot(points: list[dict]) -> bytes:
         label="mutual information (BALD), MC",
     )
     ax2.set_ylabel("nats (mean over images)")
-    for ax, title in ((ax1, "Accuracy falls"), (ax2, "Uncertainty rises")):
+    for ax, title in ((ax1, "Accuracy against rotation"), (ax2, "Uncertainty against rotation")):
         ax.set_xlabel("rotation (degrees)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -133,8 +142,14 @@ def fashion_sections(f: dict) -> list[Section]:
     metrics.add(
         table(["method", "T", "accuracy", "NLL", "Brier", "ECE"], rows, table_id="mc-metrics")
     )
-    metrics.add(image(metrics_vs_T_plot(f["metrics"]), "NLL, ECE and accuracy against T"))
-    metrics.add(image(reliability_plot(f["reliability"]), "Reliability diagram"))
+    metrics.add(
+        grid(
+            [
+                image(metrics_vs_T_plot(f["metrics"]), "NLL, ECE and accuracy against T"),
+                image(reliability_plot(f["reliability"]), "Reliability diagram"),
+            ]
+        )
+    )
     u = f["uncertainty"]
     metrics.add(
         table(
@@ -152,8 +167,8 @@ def fashion_sections(f: dict) -> list[Section]:
     rotation.add(
         paragraph(
             f"The first {rot['images']} test images rotated by each angle (bilinear); MC dropout with "
-            f"T={rot['samples']}. An honest model grows less sure as the images leave the training "
-            "distribution."
+            f"T={rot['samples']}. Whether the uncertainty grows as the images leave the training "
+            "distribution is what the plot shows, for this model."
         )
     )
     rotation.add(image(rotation_plot(rot["points"]), "Accuracy and uncertainty against rotation"))
@@ -256,6 +271,18 @@ def uci_section(uci: dict) -> Section:
     return sec
 
 
+def _training_sections(f: dict, directory: Path) -> list[Section]:
+    """The settings of the MLP the command trained (or loaded) and its training curves."""
+    from droplab.report.run import config_table, plot_sections
+
+    out = []
+    if f.get("config"):
+        out.append(Section("Settings of the model", config_table(f["config"])))
+    if f.get("epochs"):
+        out.append(plot_sections({"model": f["epochs"]}, directory))
+    return out
+
+
 def build(directory) -> Path:
     """(Re)build ``directory/mc.html`` from ``directory/mc.json``; returns its path."""
     d = Path(directory)
@@ -267,6 +294,8 @@ def build(directory) -> Path:
         sections.append(uci_section(data["uci"]))
     if not sections:
         sections.append(Section("Nothing yet", paragraph("mc.json holds no results.")))
+    sections += _training_sections(data.get("fashion_mnist") or {}, d)
+    sections.append(provenance_section(data.get("provenance")))
     return write_page(
         d / "mc.html",
         "droplab: Monte-Carlo dropout",

@@ -11,7 +11,17 @@ import json
 from pathlib import Path
 
 from droplab._io import atomic_write_bytes, atomic_write_json
-from droplab.report.html import Section, esc, image, paragraph, table, write_page
+from droplab.report.html import (
+    Section,
+    esc,
+    grid,
+    image,
+    number,
+    paragraph,
+    provenance_section,
+    table,
+    write_page,
+)
 
 REFERENCE = (
     "Published runs of the same recipe (784-256-256-10, dropout 0.2/0.5, SGD lr 0.5, batch 256, "
@@ -46,10 +56,11 @@ def epochs_table(epochs: list[dict], *, table_id: str) -> str:
     rows = [
         [
             e["epoch"],
-            e["train_loss"],
-            e["train_acc"],
-            e["test_loss"],
-            e["test_acc"],
+            # one column, one number of decimals: the digits line up
+            f"{e['train_loss']:.4f}",
+            f"{e['train_acc']:.4f}",
+            f"{e['test_loss']:.4f}",
+            f"{e['test_acc']:.4f}",
             f"{e['lr']:.4g}",
             f"{e['seconds']:.1f}",
         ]
@@ -58,16 +69,56 @@ def epochs_table(epochs: list[dict], *, table_id: str) -> str:
     return table(EPOCH_HEADERS, rows, table_id=table_id)
 
 
+# the knobs that only some optimizers / schedulers read: shown only where they apply
+_APPLIES = {
+    "momentum": lambda c: c.get("optimizer") == "momentum",
+    "nesterov": lambda c: c.get("optimizer") == "momentum",
+    "alpha": lambda c: c.get("optimizer") == "rmsprop",
+    "betas": lambda c: c.get("optimizer") == "adam",
+    "eps": lambda c: c.get("optimizer") in ("adagrad", "rmsprop", "adam"),
+    "step_size": lambda c: c.get("scheduler") == "step",
+    "milestones": lambda c: c.get("scheduler") == "multistep",
+    "gamma": lambda c: c.get("scheduler") in ("step", "multistep", "exponential"),
+}
+
+
+def applicable(config: dict) -> dict:
+    """The settings of a config that the run used (no momentum or betas for plain SGD)."""
+    return {k: v for k, v in config.items() if _APPLIES.get(k, lambda c: True)(config)}
+
+
 def config_table(config: dict) -> str:
-    return table(
-        ["setting", "value"], [[k, _show(v)] for k, v in config.items()], table_id="config"
-    )
+    rows = [[k, _show(v)] for k, v in applicable(config).items()]
+    return table(["setting", "value"], rows, table_id="config")
 
 
 def _show(v) -> str:
     if isinstance(v, list):
-        return ", ".join(str(x) for x in v) or "-"
-    return "-" if v is None else str(v)
+        return ", ".join(number(x) for x in v) or "-"
+    return "-" if v is None else number(v)
+
+
+# the recipe the published numbers of REFERENCE were measured with
+_RECIPE = {
+    "hidden": [256, 256], "dropout": [0.2, 0.5], "optimizer": "sgd", "lr": 0.5,
+    "batch_size": 256, "epochs": 5, "subset": None, "mode": "inverted", "weight_decay": 0.0,
+    "scheduler": "none",
+}  # fmt: skip
+
+
+def reference_section(config: dict) -> Section:
+    """The published numbers, only for a run of the recipe they were measured with."""
+    differs = [k for k, v in _RECIPE.items() if config.get(k, v) != v]
+    if not differs:
+        return Section("Reference", paragraph(REFERENCE))
+    return Section(
+        "Reference",
+        paragraph(
+            "No published numbers to compare with: the published runs train the classic recipe "
+            "(784-256-256-10, dropout 0.2/0.5, SGD lr 0.5, batch 256, 5 epochs) on all 60,000 "
+            f"training images; this run differs in {', '.join(differs)}."
+        ),
+    )
 
 
 def plot_sections(runs: dict[str, list[dict]], out_dir: Path) -> Section:
@@ -76,10 +127,12 @@ def plot_sections(runs: dict[str, list[dict]], out_dir: Path) -> Section:
 
     section = Section("Curves")
     try:
+        figures = []
         for name, fn, caption in PLOTS:
             png = getattr(plots, fn)(runs)
             atomic_write_bytes(out_dir / name, png)
-            section.add(image(png, caption, alt=name))
+            figures.append(image(png, caption, alt=name))
+        section.add(grid(figures))
     except ImportError as e:
         section.add(
             paragraph(
@@ -111,11 +164,12 @@ def build_run_report(run_dir) -> Path:
     per_epoch = Section("Epochs", epochs_table(epochs, table_id="epochs"))
     curves = plot_sections({"run": epochs}, run_dir)
     settings = Section("Settings", config_table(config))
-    notes = Section("Reference", paragraph(REFERENCE))
+    notes = reference_section(config)
+    made = provenance_section(d.get("provenance"))
     return write_page(
         run_dir / "report.html",
         "droplab training run",
-        [summary, per_epoch, curves, settings, notes],
+        [summary, per_epoch, curves, settings, notes, made],
         subtitle=f"{run_dir.resolve()}",
     )
 

@@ -8,7 +8,8 @@ self-contained file) plus the plots as PNG files next to it:
 - ``gap_vs_dropout.png``: the train-test gap (final train accuracy - test accuracy), the same way;
 - ``heatmap_dropout_weight_decay.png``: mean test accuracy over dropout x weight decay, when both
   were swept (one panel per value of any other swept option);
-- a table of the best settings (mean test accuracy over seeds), and the failed trials.
+- a table of the best settings (mean test accuracy over seeds), and the failed trials;
+- ``results.csv``: one row per trial (settings, seed, test and train accuracy, gap, seconds).
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from droplab.report.html import Section, figure_png, image, paragraph, table, write_page
+from droplab.report.html import (
+    Section,
+    figure_png,
+    grid,
+    image,
+    paragraph,
+    provenance_section,
+    table,
+    write_page,
+)
 
 PLOTS = {
     "acc": "test_acc_vs_dropout.png",
@@ -127,7 +137,8 @@ def _heatmaps(trials, others: list[str]):
         for i, row in enumerate(grid):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="w")
+                    color = label_color(im.cmap(im.norm(v)))
+                    ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color=color)
         ax.set_xticks(range(len(ps)), [_show(p) for p in ps])
         ax.set_yticks(range(len(wds)), [_show(w) for w in wds])
         ax.set_xlabel("dropout rate p")
@@ -136,6 +147,28 @@ def _heatmaps(trials, others: list[str]):
         fig.colorbar(im, ax=ax, label="mean test accuracy")
     fig.tight_layout()
     return fig
+
+
+def luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (components in [0, 1])."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two colours (1 to 21; 4.5 is the bar for small text)."""
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def label_color(background) -> str:
+    """Black or white, whichever reads better on ``background`` (viridis' yellow needs black)."""
+    black, white = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return "black" if contrast(background, black) >= contrast(background, white) else "white"
 
 
 def best_settings(trials, keys: list[str]) -> list[dict]:
@@ -157,6 +190,36 @@ def best_settings(trials, keys: list[str]) -> list[dict]:
     return rows
 
 
+def best_of_store(directory) -> tuple[list[str], list[dict]]:
+    """``(swept keys, best_settings rows)`` of the finished trials in ``DIR/sweep.db``."""
+    from droplab.experiments.store import Store
+
+    with Store(Path(directory) / "sweep.db", readonly=True) as store:
+        trials = store.trials()
+        grid_keys = store.meta("grid_keys", []) or []
+    done = [t for t in trials if t.status == "done" and t.gap is not None]
+    keys = _varying(done, grid_keys)
+    return keys, best_settings(done, keys) if done else []
+
+
+def write_csv(directory, trials, keys: list[str]) -> Path:
+    """``DIR/results.csv``: one row per trial, the swept settings, the seed and the results."""
+    import csv
+    import io
+
+    from droplab._io import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["trial", "status", *keys, "seed", "test_acc", "train_acc", "gap", "seconds"])
+    for t in trials:
+        writer.writerow(
+            [t.id, t.status, *(_show(_value(t.config.get(k))) for k in keys), t.config.get("seed"),
+             t.test_acc, t.train_acc, t.gap, t.seconds]
+        )  # fmt: skip
+    return atomic_write_text(Path(directory) / "results.csv", buf.getvalue())
+
+
 def build(directory) -> Path:
     """Write ``DIR/report.html`` (and the PNG plots) from ``DIR/sweep.db``; returns its path."""
     from droplab.experiments.store import Store
@@ -165,6 +228,7 @@ def build(directory) -> Path:
     with Store(directory / "sweep.db", readonly=True) as store:
         all_trials = store.trials()
         grid_keys = store.meta("grid_keys", []) or []
+        provenance = store.meta("provenance", None)
     done = [t for t in all_trials if t.status == "done" and t.gap is not None]
     failed = [t for t in all_trials if t.status == "failed"]
     counts = defaultdict(int)
@@ -191,6 +255,7 @@ def build(directory) -> Path:
     sections.append(overview)
 
     keys = _varying(done, grid_keys)
+    write_csv(directory, all_trials, keys)
     if not done:
         overview.add(paragraph("No finished trials yet."))
     else:
@@ -210,13 +275,15 @@ def build(directory) -> Path:
     if done and "dropout" in keys:
         others = [k for k in keys if k != "dropout"]
         plots = Section("Dropout rate")
+        figures = []
         for name, metric, ylabel, title in (
             ("acc", "test_acc", "final test accuracy", "Test accuracy vs dropout rate"),
             ("gap", "gap", "train acc - test acc", "Train-test gap vs dropout rate"),
         ):
             png = figure_png(_line_plot(done, others, metric, ylabel, title + " (mean ± std)"))
             (directory / PLOTS[name]).write_bytes(png)
-            plots.add(image(png, f"{title}, mean ± std over seeds ({PLOTS[name]})"))
+            figures.append(image(png, f"{title}, mean ± std over seeds ({PLOTS[name]})"))
+        plots.add(grid(figures))
         sections.append(plots)
         if "weight_decay" in keys:
             rest = [k for k in others if k != "weight_decay"]
@@ -264,5 +331,6 @@ def build(directory) -> Path:
             Section("Failed trials").add(table(["trial", "config", "attempts", "error"], rows))
         )
 
+    sections.append(provenance_section(provenance))
     subtitle = f"{directory}: {counts['done']} of {len(all_trials)} trials done"
     return write_page(directory / "report.html", "droplab sweep", sections, subtitle=subtitle)

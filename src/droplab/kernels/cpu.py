@@ -22,6 +22,8 @@ Importing this module imports numba; compiled kernels are cached on disk (``cach
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -278,6 +280,40 @@ def _unpack_par(gy, gx, bits, scale):
 
 
 # ----------------------------------------------------------------------------------------------
+# fork safety
+# ----------------------------------------------------------------------------------------------
+
+# numba's OpenMP layer aborts ("fork() called from a process already using GNU OpenMP") or hangs
+# a forked child (DataLoader workers, a fork Pool) once the parent has run a parallel kernel. A
+# forked child therefore runs the serial kernels: same bits (the mask depends only on the
+# counter), no thread pool, and no cost to the parent, which only gains a flag read per call.
+_FORKED_CHILD = False
+_SERIAL_COPIES: dict = {}
+
+
+def _mark_forked_child() -> None:
+    global _FORKED_CHILD
+    _FORKED_CHILD = True
+
+
+os.register_at_fork(after_in_child=_mark_forked_child)
+
+
+def _serial(n: int) -> bool:
+    return n < SERIAL_BELOW or _FORKED_CHILD
+
+
+def _parallel(kernel):
+    """``kernel``, or in a forked child its serial compilation (``prange`` runs as ``range``)."""
+    if not _FORKED_CHILD:
+        return kernel
+    serial = _SERIAL_COPIES.get(kernel)
+    if serial is None:  # not cached on disk: the index would collide with the parallel build's
+        serial = _SERIAL_COPIES[kernel] = njit(**{**_FLAGS, "cache": False})(kernel.py_func)
+    return serial
+
+
+# ----------------------------------------------------------------------------------------------
 # Python entry points (NumPy in, NumPy out)
 # ----------------------------------------------------------------------------------------------
 
@@ -321,9 +357,9 @@ def dropout_cpu(
     """
     out = np.empty_like(x) if out is None else out
     if x.dtype == np.float32:
-        kernel = _scale_ser_f32 if x.size < SERIAL_BELOW else _scale_par_f32
+        kernel = _scale_ser_f32 if _serial(x.size) else _scale_par_f32
     else:
-        kernel = _scale_ser_f64 if x.size < SERIAL_BELOW else _scale_par_f64
+        kernel = _scale_ser_f64 if _serial(x.size) else _scale_par_f64
     kernel(x, out, _i64(int(seed) & MASK64), _threshold(p), float(scale), int(offset))
     return out
 
@@ -339,7 +375,7 @@ def dropout_bf16_cpu(
 ) -> np.ndarray:
     """The same as ``dropout_cpu`` for bfloat16 bits stored as ``uint16``, computed in float32."""
     out = np.empty_like(x) if out is None else out
-    kernel = _scale_bf16_ser if x.size < SERIAL_BELOW else _scale_bf16_par
+    kernel = _scale_bf16_ser if _serial(x.size) else _scale_bf16_par
     kernel(x, out, _i64(int(seed) & MASK64), _threshold(p), float(scale), int(offset))
     return out
 
@@ -362,7 +398,7 @@ def dropout_packed_cpu(
     out = np.empty_like(x) if out is None else out
     bits = np.empty((x.size + 7) // 8, dtype=np.uint8) if bits is None else bits
     key, t = _params(p, seed)
-    _packed_par(x, out, bits, key, t, _scalar(x, scale), np.int64(offset))
+    _parallel(_packed_par)(x, out, bits, key, t, _scalar(x, scale), np.int64(offset))
     return out, bits
 
 
@@ -371,7 +407,7 @@ def unpack_scale_cpu(
 ) -> np.ndarray:
     """``out = gy * keep * scale`` with ``keep`` read from a packed mask (the packed backward)."""
     out = np.empty_like(gy) if out is None else out
-    _unpack_par(gy, out, bits, _scalar(gy, scale))
+    _parallel(_unpack_par)(gy, out, bits, _scalar(gy, scale))
     return out
 
 
@@ -379,7 +415,7 @@ def mask_cpu(numel: int, p: float, seed: int, *, offset: int = 0) -> np.ndarray:
     """The keep-mask of ``numel`` elements (global indices from ``offset``) as a bool array."""
     out = np.empty(int(numel), dtype=np.bool_)
     key, t = _params(p, seed)
-    _mask_par(out, key, t, np.int64(offset))
+    _parallel(_mask_par)(out, key, t, np.int64(offset))
     return out
 
 

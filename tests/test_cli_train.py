@@ -190,19 +190,48 @@ def test_demo_quick_prints_tables_summary_and_report(tmp_path, tiny_cli, capsys)
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--epochs", "2"]) == 0
     stdout = capsys.readouterr().out
-    assert "dropout 0.2, 0.5" in stdout and "no dropout" in stdout
-    assert "epoch 2, loss" in stdout and "summary" in stdout and "train-test gap" in stdout
+    assert "dropout 0.2 (input), 0.5, 0.5, 0.5" in stdout and "no dropout" in stdout
+    assert "epoch 2, loss" in stdout and "summary" in stdout and "Final test accuracy" in stdout
     assert f"report: {out / 'report.html'}" in stdout.replace("\n", "")
     index = json.loads((out / "demo.json").read_text())
     assert [a["dir"] for a in index["arms"]] == ["dropout", "no-dropout"]
+    assert index["recipe"] == "overfit" and index["provenance"]["command"]
     a, b = (json.loads((out / d / "metrics.json").read_text()) for d in ("dropout", "no-dropout"))
-    assert a["config"]["dropout"] == [0.2, 0.5] and b["config"]["dropout"] == [0.0, 0.0]
-    assert {k: v for k, v in a["config"].items() if k != "dropout"} == {
-        k: v for k, v in b["config"].items() if k != "dropout"
+    assert a["config"]["dropout"] == [0.5] * 3 and a["config"]["input_dropout"] == 0.2
+    assert b["config"]["dropout"] == [0.0] * 3 and b["config"]["input_dropout"] == 0.0
+    same = {"dropout", "input_dropout"}
+    assert {k: v for k, v in a["config"].items() if k not in same} == {
+        k: v for k, v in b["config"].items() if k not in same
     }
-    assert a["config"]["subset"] == 2000 and len(a["epochs"]) == 2
-    for png in ("loss.png", "accuracy.png", "gap.png"):
+    assert a["config"]["subset"] == 500 and len(a["epochs"]) == 2
+    for arm in index["arms"]:  # the last hidden layer on the first 1,000 (here 256) test images
+        stats = arm["activations"]
+        assert stats["layer"] == 3 and stats["units"] == 512 and stats["images"] == 256
+        assert sum(stats["counts"]) == 256 * 512 and len(stats["unit_means"]) == 512
+    for png in ("loss.png", "accuracy.png", "weights.png", "activations.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
+
+
+def test_demo_tutorial_recipe_is_the_tutorials_experiment(tmp_path, tiny_cli, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--recipe", "tutorial", "--quick", "--out", str(out)]) == 0
+    assert "dropout 0.2, 0.5" in capsys.readouterr().out
+    a = json.loads((out / "dropout" / "metrics.json").read_text())["config"]
+    assert (a["hidden"], a["dropout"], a["optimizer"], a["lr"], a["batch_size"]) == (
+        [256, 256], [0.2, 0.5], "sgd", 0.5, 256
+    )  # fmt: skip
+    assert a["input_dropout"] == 0.0 and a["subset"] == 2000 and a["epochs"] == 1
+
+
+def test_demo_refuses_an_out_holding_another_demo(tmp_path, tiny_cli, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--epochs", "1"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--epochs", "1"]) == 0  # the same again
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(out), "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds a run with other settings; pass --force" in err
+    assert main(["demo", "--quick", "--out", str(out), "--seed", "3", "--force"]) == 0
 
 
 def test_report_rebuilds_and_dispatches(tmp_path, tiny_cli, capsys, monkeypatch):

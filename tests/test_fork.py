@@ -45,9 +45,7 @@ SCRIPT = textwrap.dedent(
 def test_dataloader_fork_workers_get_the_parents_bits(tmp_path):
     path = tmp_path / "fork_case.py"
     path.write_text(SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(path)], capture_output=True, text=True, timeout=180
-    )
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "identical 4" in done.stdout
     assert "fork() called" not in done.stderr

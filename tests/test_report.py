@@ -108,9 +108,14 @@ def test_demo_report_summary_and_tables(demo_dir):
     for arm in ("dropout", "no-dropout"):
         epochs = json.loads((demo_dir / arm / "metrics.json").read_text())["epochs"]
         check_rows(table_rows(page, f"epochs-{arm}"), epochs)
-    assert len(embedded_pngs(page)) == 3
-    for png in ("loss.png", "accuracy.png", "gap.png"):
+    # a folder without checkpoints or activations (an older demo): the curves, and a note each
+    assert len(embedded_pngs(page)) == 2
+    for png in ("loss.png", "accuracy.png"):
         assert (demo_dir / png).exists()
+    assert "No first-layer weights: a run folder holds no checkpoint." in page
+    assert "No activation histogram" in page
+    assert "lowest in epoch" not in page  # the fake test loss falls to the end
+    assert "still falling when training stopped" in page
 
 
 def test_report_without_matplotlib_still_has_the_tables(run_dir, monkeypatch):
@@ -139,7 +144,8 @@ const __consoleError = console.error;
 console.error = (...a) => { __errors.push(a.join(" ")); __consoleError(...a); };
 window.addEventListener("load", () => {
   const images = [...document.images].map(i => ({alt: i.alt, complete: i.complete,
-                                                 width: i.naturalWidth, height: i.naturalHeight}));
+    width: i.naturalWidth, height: i.naturalHeight,
+    caption: (i.closest("figure")?.querySelector("figcaption")?.textContent) || ""}));
   const tables = {};
   for (const t of document.querySelectorAll("table[id]"))
     tables[t.id] = [...t.tBodies[0].rows].map(r => [...r.cells].map(c => c.textContent));
@@ -183,7 +189,7 @@ def test_run_report_in_headless_chromium(run_dir, tmp_path):
 def test_demo_report_in_headless_chromium(demo_dir, tmp_path):
     seen = open_in_chromium(build_demo_report(demo_dir), tmp_path)
     assert seen["errors"] == [] and seen["console"] == []
-    assert len(seen["images"]) == 3
+    assert len(seen["images"]) == 2
     assert all(i["complete"] and i["width"] > 0 for i in seen["images"])
     for arm in ("dropout", "no-dropout"):
         epochs = json.loads((demo_dir / arm / "metrics.json").read_text())["epochs"]

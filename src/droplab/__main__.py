@@ -14,7 +14,10 @@ import sys
 
 # name -> (module that owns it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("droplab.experiments.demo", "the classic experiment, dropout vs none, with a report"),
+    "demo": (
+        "droplab.experiments.demo",
+        "what dropout does: one network with and without it, a report",
+    ),
     "train": ("droplab.experiments.train_cmd", "train the MLP on Fashion-MNIST (torch or NumPy)"),
     "sweep": ("droplab.experiments.sweep", "sweep dropout rates (and more) on cores or Ray"),
     "mc": ("droplab.experiments.mc_cmd", "Monte-Carlo dropout: uncertainty, calibration, UCI"),
@@ -24,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 EPILOG = """examples:
-  droplab demo                      # 5 epochs with and without dropout, opens nothing, writes a report
+  droplab demo                      # about a minute: the same network with and without dropout, a report
   droplab train --dropout 0.2,0.5 --epochs 5 --out runs/a
   droplab sweep --grid dropout=0,0.25,0.5,0.75 --grid subset=1000 --seeds 3 --out runs/s
   droplab tour                      # every tutorial example, PASS/FAIL against PyTorch

@@ -47,15 +47,22 @@ def int_range(lo: int | None = None, hi: int | None = None):
     return parse
 
 
-def float_range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
-    """An argparse type: a float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+def float_range(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+):
+    """An argparse type: a float in ``[lo, hi]`` (open at an end with ``lo_open``/``hi_open``)."""
 
     def parse(text: str) -> float:
         value = _number(text, float)
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
-        if bad_lo or (hi is not None and value > hi):
+        bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+        if bad_lo or bad_hi:
             raise argparse.ArgumentTypeError(
-                f"must be a number in {_range(lo, hi, lo_open)}, got {text}"
+                f"must be a number in {_range(lo, hi, lo_open, hi_open)}, got {text}"
             )
         return value
 
@@ -78,9 +85,9 @@ def list_of(item_type, *, min_len: int = 1, seps: str = ","):
     return parse
 
 
-def _range(lo, hi, lo_open: bool = False) -> str:
-    left = "(" if lo_open else "["
-    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+def _range(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
 
 
 probability = float_range(0.0, 1.0)

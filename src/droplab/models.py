@@ -1,7 +1,8 @@
 """The multilayer perceptron of the classic experiment, for both engines.
 
 ``784 -> hidden[0] -> ... -> hidden[-1] -> 10``, each hidden layer ``Linear, ReLU, Dropout(p)``
-(no dropout layer where ``p == 0``), as in Dive into Deep Learning's dropout chapter.
+(no dropout layer where ``p == 0``), as in Dive into Deep Learning's dropout chapter; optionally a
+``Dropout`` on the input pixels in front (``input_dropout``, Srivastava et al. 2014's 0.2).
 
 Initial weights are drawn from one NumPy generator seeded by ``seed`` and loaded into either
 engine, so the torch and NumPy engines start from the same numbers:
@@ -43,9 +44,10 @@ def initial_weights(sizes: list[int], init: str, seed: int) -> list[tuple[np.nda
     return layers
 
 
-def dropout_seed(seed: int, layer: int) -> int:
-    """The seed of dropout layer ``layer`` (0-based) of a model built with ``seed``."""
-    words = np.random.SeedSequence([seed, 1, layer]).generate_state(2, np.uint32)
+def dropout_seed(seed: int, layer: int | None) -> int:
+    """The seed of the dropout after hidden layer ``layer`` (0-based), or of the input's (``None``)."""
+    path = [seed, 1, layer] if layer is not None else [seed, 2]
+    words = np.random.SeedSequence(path).generate_state(2, np.uint32)
     return int(words[0]) << 32 | int(words[1])
 
 
@@ -57,6 +59,7 @@ def mlp(
     mode: str = "inverted",
     init: str = "normal",
     seed: int = 0,
+    input_dropout: float = 0.0,
     in_features: int = IN_FEATURES,
     classes: int = CLASSES,
 ):
@@ -73,6 +76,8 @@ def mlp(
         mode: ``"inverted"`` or ``"classic"`` dropout. Default: ``"inverted"``
         init: ``"normal"`` (N(0, 0.01^2), the tutorial's) or ``"torch"``. Default: ``"normal"``
         seed: seeds the initial weights and the dropout masks. Default: ``0``
+        input_dropout: drop probability of the input pixels (``0`` = no input dropout layer).
+            Default: ``0``
 
     Examples::
 
@@ -84,6 +89,8 @@ def mlp(
         torch.Size([3, 10])
         >>> [type(m).__name__ for m in mlp((64,), (0,), engine="scratch")]
         ['Linear', 'ReLU', 'Linear']
+        >>> [type(m).__name__ for m in mlp((64,), (0.5,), input_dropout=0.2)][:3]
+        ['Flatten', 'Dropout', 'Linear']
     """
     hidden, dropout = tuple(hidden), tuple(dropout)
     if len(hidden) != len(dropout):
@@ -96,17 +103,19 @@ def mlp(
     sizes = [in_features, *hidden, classes]
     weights = initial_weights(sizes, init, seed)
     if engine == "torch":
-        return _torch_mlp(sizes, dropout, weights, mode, seed)
-    return _scratch_mlp(sizes, dropout, weights, mode, seed)
+        return _torch_mlp(sizes, dropout, weights, mode, seed, input_dropout)
+    return _scratch_mlp(sizes, dropout, weights, mode, seed, input_dropout)
 
 
-def _torch_mlp(sizes, dropout, weights, mode, seed):
+def _torch_mlp(sizes, dropout, weights, mode, seed, input_dropout):
     import torch
     from torch import nn
 
     from droplab.layers import Dropout
 
     layers: list[nn.Module] = [nn.Flatten()]
+    if input_dropout > 0:
+        layers.append(Dropout(input_dropout, mode=mode, seed=dropout_seed(seed, None)))
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         linear = nn.Linear(fan_in, fan_out)
         with torch.no_grad():
@@ -120,12 +129,14 @@ def _torch_mlp(sizes, dropout, weights, mode, seed):
     return nn.Sequential(*layers)
 
 
-def _scratch_mlp(sizes, dropout, weights, mode, seed):
+def _scratch_mlp(sizes, dropout, weights, mode, seed, input_dropout):
     from droplab import scratch
 
     # no Flatten in front: the first Linear must be first so that backward(input_grad=False)
     # skips the gradient of the input, a third of the step's matrix work
     layers = []
+    if input_dropout > 0:  # then the first Linear computes the input's gradient, for the mask
+        layers.append(scratch.Dropout(input_dropout, mode=mode, seed=dropout_seed(seed, None)))
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         linear = scratch.Linear(fan_in, fan_out, rng=0)  # its own init is overwritten
         linear.weight.data[...] = weights[i][0]

@@ -53,6 +53,7 @@ class TrainConfig:
     engine: str = "torch"  # "torch" | "scratch" (the NumPy engine, droplab.scratch)
     hidden: tuple[int, ...] = (256, 256)  # hidden layer widths: 784-256-256-10
     dropout: tuple[float, ...] = (0.2, 0.5)  # drop probability per hidden layer; 0 = no dropout
+    input_dropout: float = 0.0  # drop probability of the input pixels; 0 = no input dropout
     mode: str = "inverted"  # "inverted" (scale in training) | "classic" (scale at eval)
     init: str = "normal"  # "normal": N(0, 0.01^2) as in d2l | "torch": nn.Linear's default
     epochs: int = 5  # passes over the training set
@@ -175,6 +176,12 @@ def _validate(c: TrainConfig) -> None:
             f"dropout must have one rate per hidden layer: hidden has {len(c.hidden)} layers "
             f"{list(c.hidden)}, dropout has {len(c.dropout)} rates {list(c.dropout)}"
         )
+    _check(
+        _is_real(c.input_dropout) and 0 <= c.input_dropout < 1,
+        "input_dropout",
+        "a number in [0, 1)",
+        c.input_dropout,
+    )
     for name, lo in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("seed", 0)):
         value = getattr(c, name)
         _check(_is_int(value) and value >= lo, name, f"an integer >= {lo}", value)
@@ -577,6 +584,8 @@ def epoch_line(row: dict) -> str:
 def describe(c: TrainConfig) -> str:
     """A one-line summary of a config: engine, network, dropout, optimizer."""
     drop = ", ".join(f"{p:g}" for p in c.dropout) or "-"
+    if c.input_dropout:
+        drop = f"{c.input_dropout:g} (input), {drop}"
     net = "-".join(str(s) for s in (784, *c.hidden, 10))
     sub = f", subset {c.subset}" if c.subset else ""
     mean = " (mean loss)" if c.reduction == "mean" else ""
@@ -825,7 +834,15 @@ def build_model(c: TrainConfig):
     """The freshly initialized MLP of a config, for its engine (``droplab.models.mlp``)."""
     from droplab.models import mlp
 
-    return mlp(c.hidden, c.dropout, engine=c.engine, mode=c.mode, init=c.init, seed=c.seed)
+    return mlp(
+        c.hidden,
+        c.dropout,
+        engine=c.engine,
+        mode=c.mode,
+        init=c.init,
+        seed=c.seed,
+        input_dropout=c.input_dropout,
+    )
 
 
 def load_model(checkpoint_path):

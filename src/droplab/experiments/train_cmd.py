@@ -46,6 +46,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         dropout="drop probability per hidden layer, in [0, 1]; 0 = none",
     )
     g.add_argument(
+        "--input-dropout",
+        type=float_range(0.0, 1.0, hi_open=True),
+        default=0.0,
+        metavar="P",
+        help="drop probability of the input pixels, in [0, 1); 0 = none (default: 0)",
+    )
+    g.add_argument(
         "--mode",
         choices=("inverted", "classic"),
         default="inverted",
@@ -78,25 +85,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--momentum",
-        type=float_range(0.0, 0.999),
+        type=float_range(0.0, 1.0, hi_open=True),
         default=0.9,
-        help="momentum of --optimizer momentum, in [0, 0.999] (default: 0.9)",
+        help="momentum of --optimizer momentum, in [0, 1) (default: 0.9)",
     )
     g.add_argument(
         "--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)"
     )
     g.add_argument(
         "--alpha",
-        type=float_range(0.0, 0.999),
+        type=float_range(0.0, 1.0, hi_open=True),
         default=0.99,
-        help="RMSprop's smoothing constant, in [0, 0.999] (default: 0.99)",
+        help="RMSprop's smoothing constant, in [0, 1) (default: 0.99)",
     )
     g.add_argument(
         "--betas",
-        type=list_of(float_range(0.0, 0.999), min_len=2),
+        type=list_of(float_range(0.0, 1.0, hi_open=True), min_len=2),
         default=[0.9, 0.999],
         metavar="B1,B2",
-        help="Adam's betas, each in [0, 0.999] (default: 0.9,0.999)",
+        help="Adam's betas, each in [0, 1) (default: 0.9,0.999)",
     )
     g.add_argument(
         "--eps",
@@ -165,6 +172,7 @@ def config_from_args(args: argparse.Namespace):
             engine=args.engine,
             hidden=tuple(args.hidden),
             dropout=dropout,
+            input_dropout=args.input_dropout,
             mode=args.mode,
             init=args.init,
             epochs=args.epochs,

@@ -102,7 +102,7 @@ def _show(v) -> str:
 _RECIPE = {
     "hidden": [256, 256], "dropout": [0.2, 0.5], "optimizer": "sgd", "lr": 0.5,
     "batch_size": 256, "epochs": 5, "subset": None, "mode": "inverted", "weight_decay": 0.0,
-    "scheduler": "none",
+    "scheduler": "none", "input_dropout": 0.0,
 }  # fmt: skip
 
 
@@ -175,39 +175,249 @@ def build_run_report(run_dir) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
-# the demo: the recipe with and without dropout
+# the demo: the same network with and without dropout
 # ----------------------------------------------------------------------------------------------
 
+# a test loss that ends this much above its lowest value has "turned up": the run overfits
+TURNED_UP = 1.10
+TILES = 64  # first-layer units shown per network (an 8 x 8 grid of 28 x 28 images)
 
-def write_demo_index(demo_dir, arms: list[dict], seconds: float) -> Path:
-    """``demo.json``: the arms (``name``, ``label``, ``dir``) and the total wall time."""
-    return atomic_write_json(Path(demo_dir) / "demo.json", {"arms": arms, "seconds": seconds})
+
+def write_demo_index(
+    demo_dir,
+    arms: list[dict],
+    seconds: float,
+    *,
+    recipe: str | None = None,
+    provenance: dict | None = None,
+) -> Path:
+    """``demo.json``: the arms (``name``, ``label``, ``dir``, optional ``activations``), the
+    recipe, the total wall time and the provenance block."""
+    index = {"arms": arms, "seconds": seconds, "recipe": recipe, "provenance": provenance}
+    return atomic_write_json(Path(demo_dir) / "demo.json", index)
+
+
+def read_demo_index(demo_dir) -> dict:
+    with open(Path(demo_dir) / "demo.json", encoding="utf-8") as f:
+        return json.load(f)
 
 
 def demo_summary(demo_dir) -> list[dict]:
-    """Per arm: label, final train/test accuracy and loss, the gap, and the time."""
+    """Per arm: label, final train/test accuracy and loss, the gap, the lowest test loss and its
+    epoch, the time, and the activation statistics (when the demo recorded them)."""
     demo_dir = Path(demo_dir)
-    with open(demo_dir / "demo.json", encoding="utf-8") as f:
-        index = json.load(f)
     rows = []
-    for arm in index["arms"]:
+    for arm in read_demo_index(demo_dir)["arms"]:
         d = read_run(demo_dir / arm["dir"])
-        last = d["epochs"][-1]
+        epochs = d["epochs"]
+        last = epochs[-1]
+        best = min(epochs, key=lambda e: e["test_loss"])
         rows.append(
             {
                 "label": arm["label"],
                 "dir": arm["dir"],
                 "config": d["config"],
-                "epochs": d["epochs"],
+                "epochs": epochs,
                 "train_acc": last["train_acc"],
                 "test_acc": last["test_acc"],
                 "train_loss": last["train_loss"],
                 "test_loss": last["test_loss"],
                 "gap": last["train_acc"] - last["test_acc"],
-                "seconds": sum(e["seconds"] for e in d["epochs"]),
+                "best_test_loss": best["test_loss"],
+                "best_epoch": best["epoch"],
+                "turned_up": best["epoch"] < last["epoch"]
+                and last["test_loss"] > TURNED_UP * best["test_loss"],
+                "seconds": sum(e["seconds"] for e in epochs),
+                "activations": arm.get("activations"),
             }
         )
     return rows
+
+
+def _loss_story(a: dict, who: str) -> str:
+    last = a["epochs"][-1]["epoch"]
+    if a["turned_up"]:
+        return (
+            f"{who}, test loss was lowest in epoch {a['best_epoch']} ({a['best_test_loss']:.3f}) "
+            f"and then rose to {a['test_loss']:.3f} by epoch {last}, while train loss fell to "
+            f"{a['train_loss']:.3f}: from epoch {a['best_epoch']} on, the network learns its "
+            "training images rather than the task (it overfits)."
+        )
+    if a["best_epoch"] == last:
+        return (
+            f"{who}, test loss was still falling when training stopped ({a['test_loss']:.3f} in "
+            f"epoch {last}; train loss {a['train_loss']:.3f}): no overfitting turn in {last} epochs."
+        )
+    return (
+        f"{who}, test loss was lowest in epoch {a['best_epoch']} ({a['best_test_loss']:.3f}) and "
+        f"ended at {a['test_loss']:.3f}, train loss at {a['train_loss']:.3f}: less than "
+        f"{TURNED_UP - 1:.0%} above its lowest, so no overfitting turn in {last} epochs."
+    )
+
+
+def demo_outcome(summary: list[dict]) -> list[str]:
+    """What happened, in plain sentences computed from the numbers (dropout arm first)."""
+    if len(summary) != 2:
+        return []
+    d, n = summary
+    gain = 100 * (d["test_acc"] - n["test_acc"])
+    verb = "gained" if gain > 0 else "lost" if gain < 0 else "changed nothing in"
+    points = f" {abs(gain):.1f} points of" if gain else ""
+    lower = "lower" if d["test_loss"] < n["test_loss"] else "higher"
+    return [
+        _loss_story(n, "Without dropout"),
+        _loss_story(d, "With dropout"),
+        f"Final test accuracy {d['test_acc']:.3f} with dropout and {n['test_acc']:.3f} without: "
+        f"dropout {verb}{points} test accuracy, with a {lower} final test loss "
+        f"({d['test_loss']:.3f} vs {n['test_loss']:.3f}) and a train-test accuracy gap of "
+        f"{d['gap']:+.3f} instead of {n['gap']:+.3f}.",
+    ]
+
+
+def first_layer_change(run_dir, units: int = TILES):
+    """What training wrote into the first layer: ``W - W0`` of the first ``units`` units,
+    ``(units, 784)`` NumPy, from the run's checkpoint and its config's initial weights;
+    ``None`` when the run kept no checkpoint.
+
+    The initial weights are N(0, 0.01^2) noise of the same size as what 2,000 images teach, so
+    the trained weights themselves look like noise in both networks; the change does not.
+    """
+    import numpy as np
+
+    from droplab.models import IN_FEATURES, initial_weights
+    from droplab.train import CHECKPOINT, load_model
+
+    if not (Path(run_dir) / CHECKPOINT).exists():
+        return None
+    model, config = load_model(run_dir)
+    for layer in model:
+        w = getattr(layer, "weight", None)
+        if w is not None:
+            w = w.detach().numpy() if hasattr(w, "detach") else w.data
+            break
+    else:
+        return None
+    w0 = initial_weights([IN_FEATURES, *config.hidden, 10], config.init, config.seed)[0][0]
+    return np.asarray(w[:units], dtype=np.float64) - w0[:units]
+
+
+def smoothness(weights) -> float:
+    """The mean correlation between horizontally neighbouring pixels' weights of 28x28 tiles:
+    near 0 for noise, towards 1 for smooth strokes."""
+    import numpy as np
+
+    w = weights.reshape(len(weights), 28, 28)
+    a = w[:, :, :-1].ravel() - w[:, :, :-1].mean()
+    b = w[:, :, 1:].ravel() - w[:, :, 1:].mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def _silent(stats: dict) -> int:
+    """Units whose mean activation is 0: they are off on every image shown."""
+    return sum(1 for m in stats["unit_means"] if m <= 0)
+
+
+def _captions(arms: list[dict], weights: list | None) -> dict:
+    d, n = arms
+    subset = d["config"].get("subset") or 60000
+    caps = {
+        "loss": (
+            "Train loss (solid) and test loss (dashed) per epoch of both runs, on a log scale. "
+            "Each test curve's lowest point is marked; the dotted line is the epoch where the run "
+            f"without dropout reached its lowest test loss (epoch {n['best_epoch']}). Look at what "
+            "the curves do after it: a train loss that keeps falling while the test loss rises is "
+            f"a network memorising its {subset:,} training images. Here the test loss without "
+            f"dropout went from {n['best_test_loss']:.3f} to {n['test_loss']:.3f}, with dropout "
+            f"from {d['best_test_loss']:.3f} (epoch {d['best_epoch']}) to {d['test_loss']:.3f}. "
+            "Dropout's train loss stays higher: every step trains a thinned network."
+        ),
+        "accuracy": (
+            "Train accuracy (solid; measured while training, dropout active) and test accuracy "
+            "(dashed) per epoch. The distance between a run's two curves is what it learned "
+            "about its training images that does not carry over to new ones: at the end "
+            f"{n['gap']:+.3f} without dropout and {d['gap']:+.3f} with; test accuracy "
+            f"{n['test_acc']:.3f} without, {d['test_acc']:.3f} with."
+        ),
+    }
+    if weights is not None:
+        caps["weights"] = (
+            f"What training wrote into the first layer: for the first {len(weights[0])} of the "
+            "first-layer units of each network, the change of its 784 incoming weights from "
+            "their initial values, drawn as a 28x28 image (grey = no change, dark = lowered, "
+            "light = raised; each tile scaled to its own largest change). A whole garment "
+            "in dark is a unit taught to switch off on that image: it memorises examples. "
+            "Srivastava et al. (2014, Fig. 7) found that dropout gives cleaner, less co-adapted "
+            "features. The smoothness of the changes (the correlation of neighbouring pixels, "
+            f"0 for noise) is {smoothness(weights[0]):.2f} with dropout and "
+            f"{smoothness(weights[1]):.2f} without."
+        )
+    if d.get("activations") and n.get("activations"):
+        ad, an = d["activations"], n["activations"]
+        caps["activations"] = (
+            f"Hidden layer {ad['layer']}'s activations on the first {ad['images']:,} test images "
+            "(eval mode): the histogram of all activations (left, log count; the bar at 0 "
+            "holds the units that are off) and of each unit's mean activation (right). "
+            "Srivastava et al. (2014, Fig. 8) found that dropout makes the hidden activations "
+            f"sparse. Here {ad['zero_fraction']:.0%} of the activations are exactly 0 with "
+            f"dropout and {an['zero_fraction']:.0%} without; the mean activation is "
+            f"{ad['mean']:.3f} with dropout and {an['mean']:.3f} without; "
+            f"{_silent(ad)} of the {ad['units']} units never fire on these images with dropout, "
+            f"{_silent(an)} without."
+        )
+    return caps
+
+
+def demo_figures(arms: list[dict], demo_dir: Path) -> Section:
+    """The demo's four figures (loss, accuracy, weights, activations), as PNGs and a section."""
+    from droplab.report import plots
+
+    section = Section("What dropout did")
+    try:
+        runs = {a["label"]: a["epochs"] for a in arms}
+        if len(arms) != 2:
+            return plot_sections(runs, demo_dir)
+        weights = [first_layer_change(demo_dir / a["dir"]) for a in arms]
+        weights = weights if all(w is not None for w in weights) else None
+        caps = _captions(arms, weights)
+        marks = {a["label"]: a["best_epoch"] for a in arms}
+        made = [
+            (
+                "loss.png",
+                plots.loss_plot(runs, marks=marks, overfit=arms[1]["best_epoch"], log=True),
+                "loss",
+            ),
+            ("accuracy.png", plots.accuracy_plot(runs), "accuracy"),
+        ]
+        if weights is not None:
+            made.append(
+                (
+                    "weights.png",
+                    plots.weights_plot(
+                        dict(zip(runs, weights)), title="Change of the first-layer weights"
+                    ),
+                    "weights",
+                )
+            )
+        if "activations" in caps:
+            stats = {a["label"]: a["activations"] for a in arms}
+            made.append(("activations.png", plots.activations_plot(stats), "activations"))
+        figures = []
+        for name, png, key in made:
+            atomic_write_bytes(demo_dir / name, png)
+            figures.append(image(png, caps[key], alt=name))
+        section.add(grid(figures))
+        if weights is None:
+            section.add(paragraph("No first-layer weights: a run folder holds no checkpoint."))
+        if "activations" not in caps:
+            section.add(paragraph("No activation histogram: demo.json records no activations."))
+    except ImportError as e:
+        section.add(
+            paragraph(
+                f"No plots: matplotlib is missing ({e}); "
+                "install it with pip install 'droplab[report]'."
+            )
+        )
+    return section
 
 
 def build_demo_report(demo_dir) -> Path:
@@ -215,16 +425,10 @@ def build_demo_report(demo_dir) -> Path:
     from droplab.train import TrainConfig, describe
 
     demo_dir = Path(demo_dir)
+    index = read_demo_index(demo_dir)
     arms = demo_summary(demo_dir)
-    headers = [
-        "run",
-        "train acc",
-        "test acc",
-        "gap (train - test)",
-        "train loss",
-        "test loss",
-        "seconds",
-    ]
+    headers = ["run", "train acc", "test acc", "gap (train - test)", "train loss", "test loss",
+               "lowest test loss", "at epoch", "seconds"]  # fmt: skip
     rows = [
         [
             a["label"],
@@ -233,22 +437,22 @@ def build_demo_report(demo_dir) -> Path:
             a["gap"],
             a["train_loss"],
             a["test_loss"],
+            a["best_test_loss"],
+            a["best_epoch"],
             f"{a['seconds']:.1f}",
         ]
         for a in arms
     ]
     summary = Section("Summary", table(headers, rows, table_id="summary"))
-    if len(arms) == 2:
-        a, b = arms
-        summary.add(
-            paragraph(
-                f"{a['label']}: test accuracy {a['test_acc']:.4f}, gap {a['gap']:+.4f}. "
-                f"{b['label']}: test accuracy {b['test_acc']:.4f}, gap {b['gap']:+.4f}. "
-                f"Same network, initial weights, batches and seed; only the dropout rates differ."
-            )
+    for sentence in demo_outcome(arms):
+        summary.add(f'<p class="outcome">{esc(sentence)}</p>')
+    summary.add(
+        paragraph(
+            "Same network, initial weights, batches and seed; only the dropout rates differ. "
+            + HOW_MEASURED
         )
-    summary.add(paragraph(HOW_MEASURED))
-    sections = [summary, plot_sections({a["label"]: a["epochs"] for a in arms}, demo_dir)]
+    )
+    sections = [summary, demo_figures(arms, demo_dir)]
     for arm in arms:
         s = Section(f"Epochs: {arm['label']}")
         s.add(paragraph(describe(TrainConfig.from_dict(arm["config"]))))
@@ -256,10 +460,14 @@ def build_demo_report(demo_dir) -> Path:
         s.add(f'<p class="meta">{esc(arm["dir"])}/metrics.json</p>')
         sections.append(s)
     sections.append(Section("Settings (with dropout)", config_table(arms[0]["config"])))
-    sections.append(Section("Reference", paragraph(REFERENCE)))
+    sections.append(reference_section(arms[0]["config"]))
+    sections.append(provenance_section(index.get("provenance")))
+    recipe = index.get("recipe") or "custom"
+    subset = arms[0]["config"].get("subset")
+    images = f"the first {subset:,} training images" if subset else "all 60,000 training images"
     return write_page(
         demo_dir / "report.html",
-        "droplab demo: dropout vs none",
+        "droplab demo: the same network with and without dropout",
         sections,
-        subtitle="Fashion-MNIST, the classic recipe with and without dropout",
+        subtitle=f"Fashion-MNIST, {images}, recipe {recipe}",
     )

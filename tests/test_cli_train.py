@@ -155,7 +155,12 @@ sys.exit(main(["train", "--out", {out!r}, "--epochs", "100000", "--hidden", "256
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery is POSIX-only")
-def test_ctrl_c_exits_130_and_leaves_consistent_files(tmp_path):
+@pytest.mark.parametrize(
+    "sig, exit_code, word",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_ctrl_c_or_sigterm_exit_and_leave_consistent_files(tmp_path, sig, exit_code, word):
+    """SIGTERM (a scheduler, ``kill``) takes Ctrl-C's path: the last epoch kept, 128 + 15."""
     out = tmp_path / "run"
     code = textwrap.dedent(CHILD).format(tests=str(Path(__file__).parent), out=str(out))
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
@@ -166,12 +171,12 @@ def test_ctrl_c_exits_130_and_leaves_consistent_files(tmp_path):
             assert child.poll() is None, child.communicate()
             time.sleep(0.05)
         assert (out / "metrics.json").exists(), "no epoch finished in 120 s"
-        child.send_signal(signal.SIGINT)
+        child.send_signal(sig)
         stdout, stderr = child.communicate(timeout=60)
     finally:
         child.kill()
-    assert child.returncode == 130, stderr
-    assert "droplab train: interrupted" in stderr and "Traceback" not in stderr
+    assert child.returncode == exit_code, stderr
+    assert f"droplab train: {word}" in stderr and "Traceback" not in stderr
     assert "--resume" in stdout
     saved = json.loads((out / "metrics.json").read_text())
     from droplab.train import _load_checkpoint

@@ -60,7 +60,8 @@ def test_default_threads_is_one_and_requests_are_kept():
     assert _threads.resolve_threads(4) == 4
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", "max+1"])
 def test_bad_thread_counts_are_refused(bad):
-    with pytest.raises(ValueError, match=r"threads must be None or an integer >= 1, got "):
+    bad = _threads.max_threads() + 1 if bad == "max+1" else bad
+    with pytest.raises(ValueError, match=r"threads must be None or an integer in \[1, \d+\] "):
         _threads.resolve_threads(bad)

@@ -69,7 +69,7 @@ def test_dict_round_trip_through_json():
         ("milestones", (3, 2), "milestones must be a non-empty increasing list"),
         ("subset", 0, "subset must be None or an integer >= 1"),
         ("seed", -1, "seed must be an integer >= 0"),
-        ("threads", True, "threads must be None or an integer >= 1"),
+        ("threads", True, "threads must be None or an integer in [1, "),
         ("init", "xavier", "init must be one of 'normal', 'torch'"),
     ],
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # name -> (module that owns it, one-line help)
@@ -85,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     record_command(["droplab", *argv])  # what every result file and report says was run
     from droplab._cli import DroplabError, UsageError
 
+    _one_line_warnings()
+    previous = signal.signal(signal.SIGTERM, _terminated) if _main_thread() else None
     try:
         return int(module.run(args) or 0)
+    except Terminated:
+        print(f"droplab {name}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"droplab {name}: interrupted", file=sys.stderr)
         return 130
@@ -100,6 +106,48 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"droplab {name}: error: {e}", file=sys.stderr)
         return 1
+    except MemoryError as e:
+        if debug:
+            raise
+        detail = " ".join(str(e).split())[-160:]
+        print(
+            f"droplab {name}: error: out of memory ({detail or 'no detail'}); try smaller sizes",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as e:  # a bug: still one line, the traceback one flag away
+        if debug:
+            raise
+        print(
+            f"droplab {name}: internal error: {type(e).__name__}: {e} "
+            "(run with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C: every command's Ctrl-C path (save, clean up) runs too."""
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _one_line_warnings() -> None:
+    """Warnings as one line (``droplab: warning: ...``), not the file:line and source pair."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *a, **k: f"droplab: warning: {message}\n"
 
 
 if __name__ == "__main__":

@@ -140,11 +140,11 @@ def add_seed(parser, help: str = "seeds the weights, the shuffling and the masks
 
 def add_threads(parser) -> None:
     """``--threads``: torch's threads; the default is ``droplab._threads.DEFAULT_THREADS``."""
-    from droplab._threads import DEFAULT_THREADS
+    from droplab._threads import DEFAULT_THREADS, max_threads
 
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=int_range(1, max_threads()),
         default=DEFAULT_THREADS,
         help=f"torch threads (default: {DEFAULT_THREADS}: a second thread gains little on the "
         "small MLP and collapses on a busy machine; see README, Threads)",

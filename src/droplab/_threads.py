@@ -15,15 +15,34 @@ import os
 import sys
 
 DEFAULT_THREADS = 1
+# more threads than this is never faster and, far beyond (--threads 100000), crashes the OpenMP
+# runtimes of torch and numba: refused with the range instead
+OVERSUBSCRIPTION = 4
+
+
+def max_threads() -> int:
+    """The most threads a run may ask for: ``OVERSUBSCRIPTION`` per core of this machine."""
+    return OVERSUBSCRIPTION * (os.cpu_count() or 1)
 
 
 def resolve_threads(requested: int | None) -> int:
     """The thread count a command runs with: ``requested``, or ``DEFAULT_THREADS``."""
     if requested is None:
         return DEFAULT_THREADS
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise ValueError(f"threads must be None or an integer >= 1, got {requested!r}")
+    check_threads(requested)
     return requested
+
+
+def check_threads(threads, name: str = "threads") -> None:
+    """``ValueError`` unless ``threads`` is None or an integer in ``[1, max_threads()]``."""
+    if threads is None:
+        return
+    top = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= top:
+        raise ValueError(
+            f"{name} must be None or an integer in [1, {top}] ({OVERSUBSCRIPTION} per core of "
+            f"the {os.cpu_count() or 1} here), got {threads!r}"
+        )
 
 
 def set_threads(threads: int | None) -> None:
@@ -32,6 +51,7 @@ def set_threads(threads: int | None) -> None:
     numba thread per core). ``None`` leaves both alone."""
     if not threads:
         return
+    check_threads(threads)
     if "numba" in sys.modules:
         import numba
 

@@ -11,7 +11,9 @@ and otherwise downloads them from the official mirrors into the user cache. Ever
 **decompressed** bytes are checked against the SHA-256 digests shipped with droplab (distributors
 recompress the ``.gz``, so the ``.gz`` digests differ between copies); a file that does not match
 is refused, naming it. The decoded arrays are cached (``.npz`` next to the downloads), keyed by the
-source files' paths, sizes and modification times, so a second load takes well under a second.
+source files' paths, sizes and modification times, so a second load takes well under a second;
+every load checks each cached array against the same shipped digests (a damaged or altered cache
+is rebuilt, with a ``RuntimeWarning`` naming it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import io
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from importlib import resources
@@ -253,15 +256,42 @@ def _cache_key(paths: dict[str, Path]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
+def _idx_digest(array: np.ndarray) -> str:
+    """The SHA-256 of the IDX file that decodes to ``array`` (uint8 Fashion-MNIST arrays)."""
+    header = struct.pack(f">BBBB{array.ndim}I", 0, 0, 0x08, array.ndim, *array.shape)
+    h = hashlib.sha256(header)
+    h.update(np.ascontiguousarray(array, dtype=np.uint8).data)
+    return h.hexdigest()
+
+
+def _read_cache(decoded: Path, expected: dict[str, str]) -> dict[str, np.ndarray]:
+    """The decoded arrays, each checked against the shipped digest of the IDX file it came from
+    (so a damaged or altered cache cannot pass); ``ValueError`` saying what is wrong."""
+    try:
+        with np.load(decoded, allow_pickle=False) as z:
+            arrays = {key: z[key] for key in FILES}
+    except Exception as e:  # an empty, truncated or foreign file: zipfile, pickle, key errors
+        raise ValueError(f"unreadable ({type(e).__name__}: {e})") from None
+    for key, name in FILES.items():
+        a = arrays[key]
+        if a.dtype != np.uint8 or _idx_digest(a) != expected[name]:
+            raise ValueError(f"its {key} do not match the SHA-256 of {name}")
+    return arrays
+
+
 def _load_arrays(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     decoded = cache_dir() / "decoded" / f"{_cache_key(paths)}.npz"
+    expected = digests()
     if decoded.is_file():
         try:
-            with np.load(decoded) as z:
-                return {key: z[key] for key in FILES}
-        except (OSError, ValueError, KeyError):
-            pass  # an unreadable cache is rebuilt below
-    expected = digests()
+            return _read_cache(decoded, expected)
+        except ValueError as e:  # rebuilt below, and overwritten
+            warnings.warn(
+                f"the decoded Fashion-MNIST cache {decoded} was damaged ({e}); "
+                "rebuilt it from the IDX files",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     arrays = {}
     for key, name in FILES.items():
         data = _read_bytes(paths[key])

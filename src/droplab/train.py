@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from droplab._io import atomic_torch_save, atomic_write_json, atomic_write_text
+from droplab._io import (
+    CorruptFileError,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temps,
+    torch_load_verified,
+)
+from droplab._threads import check_threads
 from droplab.models import ENGINES, INITS
 
 MODES = ("inverted", "classic")
@@ -39,7 +47,12 @@ SCHEDULERS = ("none", "step", "multistep", "exponential")
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 CHECKPOINT = "checkpoint"
 CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = ("config", "epochs", "engine", "numpy_rng", "dropout_steps")
 EVAL_BATCH = 8192
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite: the epoch is not saved, the run stops."""
 
 
 @dataclass
@@ -186,11 +199,13 @@ def _validate(c: TrainConfig) -> None:
         value = getattr(c, name)
         _check(_is_int(value) and value >= lo, name, f"an integer >= {lo}", value)
     _check(c.seed < 2**63, "seed", "an integer in [0, 2**63 - 1]", c.seed)
-    for name in ("subset", "threads"):
-        value = getattr(c, name)
-        _check(
-            value is None or (_is_int(value) and value >= 1), name, "None or an integer >= 1", value
-        )
+    _check(
+        c.subset is None or (_is_int(c.subset) and c.subset >= 1),
+        "subset",
+        "None or an integer >= 1",
+        c.subset,
+    )
+    check_threads(c.threads)
     _check(_is_real(c.lr) and c.lr > 0, "lr", "a number in (0, inf)", c.lr)
     _check(
         _is_real(c.momentum) and 0 <= c.momentum < 1, "momentum", "a number in [0, 1)", c.momentum
@@ -470,7 +485,9 @@ def train(
         out_dir: if given, write ``metrics.json``, ``metrics.csv`` and ``checkpoint`` there after
             every epoch (atomically). Default: ``None`` (write nothing)
         resume: continue from ``out_dir/checkpoint`` if there is one (its config must equal
-            ``config`` except for ``epochs`` and ``threads``). Default: ``False``
+            ``config`` except for ``epochs`` and ``threads``); without one, ``log`` says so and
+            the run starts at epoch 1 (what a sweep's first attempt at a trial wants; the CLI's
+            ``--resume`` refuses instead). Needs ``out_dir``. Default: ``False``
         progress: show what the run is doing (``rich``, transient): a status while the data
             loads, then a bar per epoch with its ETA and the running loss and accuracy.
             Default: ``True``
@@ -486,6 +503,8 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs out_dir, the folder holding the checkpoint")
     log = log or (lambda *_: None)
     out = Path(out_dir) if out_dir is not None else None
     with _Bars(progress, config.epochs) as bars:
@@ -524,15 +543,23 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
     if resume and out is not None and (out / CHECKPOINT).exists():
         ckpt = _load_checkpoint(out / CHECKPOINT)
         _check_resumable(TrainConfig.from_dict(ckpt["config"]), c)
-        engine.load_state(ckpt["engine"])
-        shuffle.bit_generator.state = ckpt["numpy_rng"]
-        for layer, step in zip(dropouts, ckpt["dropout_steps"]):
-            _set_dropout_step(layer, step)
+        try:
+            engine.load_state(ckpt["engine"])
+            shuffle.bit_generator.state = ckpt["numpy_rng"]
+            for layer, step in zip(dropouts, ckpt["dropout_steps"], strict=True):
+                _set_dropout_step(layer, step)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CorruptFileError(
+                f"{out / CHECKPOINT} does not fit this run ({type(e).__name__}: {e})"
+            ) from None
         epochs = list(ckpt["epochs"])
         log(f"resuming from {out / CHECKPOINT} after epoch {len(epochs)}")
+    elif resume:
+        log(f"no checkpoint in {out}: starting at epoch 1")
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)  # left by a run killed mid-write
     batches = math.ceil(n / c.batch_size)
     try:
         for epoch in range(len(epochs) + 1, c.epochs + 1):
@@ -557,6 +584,12 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
                 "lr": float(lr),
                 "seconds": time.perf_counter() - t0,
             }
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
+                raise DivergedError(
+                    f"training diverged in epoch {epoch}: train loss {row['train_loss']}, test "
+                    f"loss {row['test_loss']} (lr {c.lr:g}; try a smaller lr)"
+                    + (f"; {out / CHECKPOINT} keeps epoch {len(epochs)}" if out and epochs else "")
+                )
             epochs.append(row)
             if out is not None:
                 with _sigint_deferred():
@@ -776,13 +809,15 @@ def read_metrics(run_dir) -> tuple[TrainConfig, list[dict]]:
 
 
 def _load_checkpoint(path) -> dict:
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint ``_save`` wrote: digest checked, every key there (``CorruptFileError``)."""
+    ckpt = torch_load_verified(path, "a droplab training checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
+        raise CorruptFileError(
             f"{path} is not a droplab training checkpoint (format {CHECKPOINT_FORMAT})"
         )
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise CorruptFileError(f"{path} is an incomplete checkpoint: no {', '.join(missing)}")
     return ckpt
 
 
@@ -857,12 +892,17 @@ def load_model(checkpoint_path):
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     ckpt = _load_checkpoint(path)
-    config = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(config)
-    state = ckpt["engine"]["model"]
-    model.load_state_dict(state if config.engine == "torch" else _to_numpy(state))
-    for layer, step in zip(_dropout_layers(model), ckpt["dropout_steps"]):
-        _set_dropout_step(layer, step)
+    try:
+        config = TrainConfig.from_dict(ckpt["config"])
+        model = build_model(config)
+        state = ckpt["engine"]["model"]
+        model.load_state_dict(state if config.engine == "torch" else _to_numpy(state))
+        for layer, step in zip(_dropout_layers(model), ckpt["dropout_steps"], strict=True):
+            _set_dropout_step(layer, step)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CorruptFileError(
+            f"{path} does not hold a usable model ({type(e).__name__}: {e})"
+        ) from None
     model.eval()
     return model, config
 

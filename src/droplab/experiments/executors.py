@@ -25,9 +25,10 @@ from __future__ import annotations
 import importlib
 import os
 import socket
-import sys
 import time
 import traceback
+
+from droplab._threads import set_threads
 
 DEFAULT_TRAINER = "droplab.experiments.executors:train_trial"
 
@@ -55,28 +56,6 @@ def resolve_trainer(spec: str):
     return fn
 
 
-def set_threads(threads: int | None) -> None:
-    """Fix the thread count of this process: torch's (intra-op; inter-op once, where allowed)
-    and numba's, which droplab's fast dropout kernels use (else every worker would start one
-    numba thread per core)."""
-    if not threads:
-        return
-    if "numba" in sys.modules:
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    else:  # read when numba is first imported
-        os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    try:
-        torch.set_num_interop_threads(threads)
-    except RuntimeError:  # only allowed before the first parallel op; harmless later
-        pass
-
-
 def worker_init(threads: int | None) -> None:
     """Process-pool initializer: Ctrl-C is the driver's business, threads are fixed, and the
     worker ends with the driver.
@@ -90,7 +69,7 @@ def worker_init(threads: int | None) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    set_threads(threads)
+    set_threads(threads)  # droplab._threads: the one rule
     driver = multiprocessing.parent_process()
     if driver is not None:
 

@@ -33,12 +33,14 @@ import math
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
+
+from droplab._checks import check_seed
 
 TASKS = ("classify", "regress")
 
@@ -626,6 +628,7 @@ def mc_predict(
     from_logits: bool = True,
     keep_samples: bool = False,
     progress: bool | None = None,
+    output=None,
 ) -> MCPrediction:
     """Monte-Carlo dropout prediction: ``samples`` stochastic passes, summarized.
 
@@ -668,6 +671,11 @@ def mc_predict(
         tau: regression only: the model precision; ``1/tau`` is added to the variance.
         keep_samples: also return the per-pass probabilities/outputs ``(T, N, ...)``.
         progress: a progress bar (``None``: for long runs on a terminal).
+        output: which part of the model's output to summarize, for models that do not return
+            a tensor: a key (``"logits"``) of a dict or Hugging Face ``ModelOutput``, an index of
+            a tuple, or a function of the output. Default: ``None`` = the tensor itself, the
+            ``logits`` of a ``ModelOutput``/dict that has them (else its first value), the
+            first element of a tuple.
 
     Returns:
         ``MCPrediction`` with ``mean``, ``variance``, and for classification ``entropy`` and
@@ -694,6 +702,11 @@ def mc_predict(
         raise ValueError("tau is for task='regress' (it adds the noise variance 1/tau)")
     if not isinstance(x, torch.Tensor) or x.dim() == 0:
         raise TypeError("x must be a tensor with a batch dimension (N, ...)")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if seed is not None:
+        seed = check_seed(seed)
+    pick = _output_picker(output)
 
     device = _model_device(model, x.device)
     x = x.to(device)
@@ -731,7 +744,7 @@ def mc_predict(
                 _run_blocks(steps, h, s, e - s, n, block, task == "classify" and last_linear, emit)
             else:
                 rep = _fill_rows(h.new_empty((e - s, *h.shape[1:])), h, s, n)  # pass-major rows
-                summary.add(rest(rep), s)
+                summary.add(pick(rest(rep)), s)
             if bar:
                 bar.advance(job)
 
@@ -750,6 +763,41 @@ def mc_predict(
             stacklevel=2,
         )
     return result
+
+
+def _output_picker(output):
+    """The function that takes the summarized tensor out of a model's output (``output``)."""
+    if callable(output):
+        return output
+    if output is not None and not isinstance(output, (str, int)):
+        raise TypeError(
+            f"output must be None, a key, an index or a function, got {type(output).__name__}"
+        )
+
+    def pick(out):
+        if isinstance(out, torch.Tensor):
+            return out
+        if output is not None:
+            try:
+                got = out[output]
+            except (KeyError, IndexError, TypeError):
+                raise ValueError(
+                    f"output={output!r}: the model returned a {type(out).__name__} without it"
+                ) from None
+        elif isinstance(out, Mapping):  # dicts and Hugging Face ModelOutput (an OrderedDict)
+            got = out["logits"] if "logits" in out else next(iter(out.values()), None)
+        elif isinstance(out, (tuple, list)) and out:
+            got = out[0]
+        else:
+            got = out
+        if not isinstance(got, torch.Tensor):
+            raise TypeError(
+                f"the model returned a {type(out).__name__}; pass output= (a key, an index or "
+                "a function) to pick the tensor to summarize"
+            )
+        return got
+
+    return pick
 
 
 # ----------------------------------------------------------------------------------------------
@@ -773,6 +821,22 @@ def _check_probs(probs, labels) -> tuple[torch.Tensor, torch.Tensor]:
         )
     if probs.shape[0] == 0:
         raise ValueError("no examples (N = 0)")
+    if not torch.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
+        raise ValueError(
+            f"probs must be probabilities in [0, 1] (got values in [{float(probs.min()):.4g}, "
+            f"{float(probs.max()):.4g}]); pass softmax(logits), not logits"
+        )
+    sums = probs.sum(1)
+    worst = float((sums - 1).abs().max())
+    if worst > 1e-3:
+        raise ValueError(
+            f"each row of probs must sum to 1, a row sums to {float(sums[(sums - 1).abs().argmax()]):.6g}"
+        )
+    if labels.min() < 0 or labels.max() >= probs.shape[1]:
+        raise ValueError(
+            f"labels must be in [0, {probs.shape[1] - 1}] for {probs.shape[1]} classes, got "
+            f"values in [{int(labels.min())}, {int(labels.max())}]"
+        )
     return probs, labels
 
 

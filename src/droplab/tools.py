@@ -119,6 +119,8 @@ def check_scaling(
         >>> result.consistent, round(result.ratio)
         (False, 2)
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__} {module!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an int >= 2, got {samples!r}")
     if isinstance(z, bool) or not isinstance(z, (int, float)) or not z > 0:
@@ -212,6 +214,8 @@ def replace_dropout(model: nn.Module, **kwargs) -> nn.Module:
     """
     from droplab import layers  # here: the variant classes are looked up when called
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r}")
     seed = kwargs.pop("seed", None)
     if seed is not None:
         seed = check_seed(seed)

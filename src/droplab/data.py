@@ -190,6 +190,17 @@ def _locate(root) -> tuple[dict[str, Path] | None, list[Path]]:
     return None, searched
 
 
+def _partial(searched: list[Path]) -> str:
+    """``; FOLDER has X but lacks Y, Z`` for each searched folder holding only some files."""
+    notes = []
+    for folder in searched:
+        have = [name for name in FILES.values() if _find_file(folder, name)]
+        if have:
+            lacks = [name for name in FILES.values() if name not in have]
+            notes.append(f"{folder} lacks {', '.join(lacks)} (.gz or not)")
+    return "".join(f"; {n}" for n in notes)
+
+
 def _verify(name: str, path: Path, data: bytes, expected: str) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
@@ -369,4 +380,4 @@ def _missing_message(searched: list[Path], *, tried_download: bool, error=None) 
         "*-ubyte.gz files from " + " or ".join(MIRRORS) + " into a folder and set $DROPLAB_DATA"
     )
     tail = f"; the download failed ({error})" if tried_download else "; download=False"
-    return f"Fashion-MNIST not found (searched {where}){tail}; {how}"
+    return f"Fashion-MNIST not found (searched {where}){_partial(searched)}{tail}; {how}"

@@ -198,6 +198,9 @@ def test_demo_quick_prints_tables_summary_and_report(tmp_path, tiny_cli, capsys)
     assert "dropout 0.2 (input), 0.5, 0.5, 0.5" in stdout and "no dropout" in stdout
     assert "epoch 2, loss" in stdout and "summary" in stdout and "Final test accuracy" in stdout
     assert f"report: {out / 'report.html'}" in stdout.replace("\n", "")
+    assert stdout.rstrip().splitlines()[-1] == (
+        f"reproduce: droplab demo --quick --out {out} --epochs 2"
+    )
     index = json.loads((out / "demo.json").read_text())
     assert [a["dir"] for a in index["arms"]] == ["dropout", "no-dropout"]
     assert index["recipe"] == "overfit" and index["provenance"]["command"]

@@ -183,6 +183,7 @@ def _check_outputs(out: Path, runs, force: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from droplab.experiments.train_cmd import check_writable, load_data
+    from droplab.provenance import command_line
 
     runs = arms(args)
     out = Path(args.out)
@@ -224,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
     _print_summary(screen, summary, seconds)
     report = build_demo_report(out)
     print(f"report: {report}")
+    print(f"reproduce: {command_line()}")
     return 0
 
 

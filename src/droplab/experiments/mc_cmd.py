@@ -179,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {build(out)}")
     except ImportError as e:  # matplotlib is the `report` extra
         print(f"no report ({e}); results in {out / 'mc.json'}")
+    print(f"reproduce: {result['provenance']['command']}")
     return 0
 
 

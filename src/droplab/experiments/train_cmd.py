@@ -241,6 +241,7 @@ def load_data():
 
 def run(args: argparse.Namespace) -> int:
     from droplab._cli import UsageError
+    from droplab.provenance import command_line
     from droplab.train import check_out_dir
 
     config = config_from_args(args)
@@ -259,4 +260,5 @@ def run(args: argparse.Namespace) -> int:
     report = build_run_report(out)
     print(f"metrics: {out / 'metrics.json'}")
     print(f"report: {report}")
+    print(f"reproduce: {command_line()}")
     return 0

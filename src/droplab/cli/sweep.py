@@ -350,7 +350,7 @@ def _dry_run(out: Path, trials, spec, keys, console) -> int:
 
     counts = {"done": 0, "failed": 0, "pending": len(trials)}
     if (out / "sweep.db").exists():
-        with Store(out / "sweep.db", readonly=True) as store:
+        with Store(out / "sweep.db", readonly=True, no_trace=True) as store:
             counts = store.counts(tid for tid, _ in trials)
         counts["pending"] = len(trials) - counts["done"] - counts["failed"]
     console.print(_plan_line(trials, spec, counts, counts["pending"]) + " (dry run)")

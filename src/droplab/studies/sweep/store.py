@@ -106,8 +106,11 @@ class StoreError(DroplabError):
 class Store:
     """``DIR/sweep.db``; open with ``Store(path)`` and use as a context manager (or ``close``)."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False):
+    def __init__(self, path: str | Path, *, readonly: bool = False, no_trace: bool = False):
+        """``readonly`` opens for reading; ``no_trace`` (a dry run) also leaves every byte of the
+        folder as it was, where SQLite would otherwise add its ``-wal`` and ``-shm`` files."""
         self.path = Path(path)
+        self._no_trace = no_trace
         self.conn = None
         if readonly and not self.path.exists():
             raise FileNotFoundError(f"no sweep database at {self.path}")
@@ -122,6 +125,8 @@ class Store:
         with self._errors():
             if readonly:
                 uri = f"file:{self.path.resolve()}?mode=ro"
+                if self._no_trace and not Path(f"{self.path}-wal").exists():
+                    uri += "&immutable=1"  # all of it is in the file: read it as a plain file
                 self.conn = sqlite3.connect(uri, uri=True, timeout=30)
                 self._check_opened()
                 if not self._has_trials_table():
@@ -325,7 +330,9 @@ _ASIDE = "nothing was changed; move it aside to start the sweep afresh"
 
 def _explain(path: Path, e: sqlite3.Error) -> str:
     """One line for an ``sqlite3`` error on ``path``."""
-    text = str(e)
+    text = "".join(c if c.isprintable() else "?" for c in " ".join(str(e).split()))[:100]
+    if "Could not decode" in text:  # damaged text in a row
+        return f"{path} is damaged (a row does not decode: {text}); {_ASIDE}"
     if isinstance(e, sqlite3.OperationalError) and any(
         s in text for s in ("disk is full", "disk I/O error", "readonly", "unable to open")
     ):

@@ -119,7 +119,9 @@ def test_a_killed_worker_fails_only_its_own_trial(tmp_path, fake_log):
     assert any(t.pid == other_pid for t in done)
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
 def test_a_stopped_worker_does_not_keep_the_driver_from_ending(tmp_path, fake_log, sig, status):
     out = tmp_path / "s"
     proc = _driver(out, *grid(5), env=dict(os.environ))
@@ -189,6 +191,61 @@ def test_dry_run_leaves_no_trace(tmp_path, fake_log):
         out, "--grid", "dropout=0,0.5,0.9", "--grid", "lr=0.1,0.2", "--retry-failed", "--dry-run"
     ) == 0  # fmt: skip
     assert snapshot(out) == before
+
+
+# -- hidden as a grid key ----------------------------------------------------------------------
+
+
+def test_hidden_is_a_grid_key_one_width_for_every_layer_or_one_per_layer(tmp_path, capsys):
+    pytest.importorskip("droplab.train")
+    from droplab.cli.sweep import plan_trials
+    from droplab.studies.sweep.plan import build_spec
+
+    argv = ["sweep", "--out", str(tmp_path / "s"), "--grid", "hidden=64,128", "--dry-run"]
+    assert main(argv) == 0
+    assert "2 trials (hidden x2, 1 seed(s))" in capsys.readouterr().out
+    assert not (tmp_path / "s").exists()
+    trials = plan_trials(build_spec(grid=["hidden=64,128,32:16"], fixed=["dropout=0.5"]))
+    layers = [(c["hidden"], c["dropout"]) for _, c in trials]
+    assert layers == [([64, 64], [0.5, 0.5]), ([128, 128], [0.5, 0.5]), ([32, 16], [0.5, 0.5])]
+    # three widths against the default's two rates: one line saying what to set
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--grid", "hidden=8:8:8", "--dry-run"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "invalid trial (hidden=8): dropout must have one rate" in line
+    assert "set dropout too (--set dropout=0.5: one rate for every layer)" in line
+
+
+# -- the report's images -----------------------------------------------------------------------
+
+
+def test_a_failed_rewrite_of_a_report_image_keeps_the_old_one(
+    tmp_path, fake_log, capsys, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    from droplab.report.sweep import PLOTS
+
+    out = tmp_path / "s"
+    assert sweep_in_process(out, "--grid", "dropout=0,0.5") == 0
+    assert main(["report", str(out)]) == 0
+    image = out / PLOTS["acc"]
+    before = image.read_bytes()
+    assert before.startswith(b"\x89PNG")
+
+    fsync = os.fsync
+
+    def disk_full_for_the_image(fd):  # the write of the image fails before its rename
+        if f".{image.name}." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(28, "No space left on device")
+        return fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_full_for_the_image)
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 1
+    one_line_error(
+        capsys.readouterr().err, str(image), "No space left on device", "old file is kept"
+    )
+    assert image.read_bytes() == before
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 # -- a full disk, a damaged database -----------------------------------------------------------

@@ -254,7 +254,10 @@ def plan(spec: SweepSpec, config_class=None) -> list[tuple[str, dict]]:
                     config = config_class.from_dict({**defaults, **config}).to_dict()
                 except (ValueError, TypeError) as e:
                     shown = describe(_jsonable(config), keys)
-                    raise UsageError(f"invalid trial ({shown}): {e}") from None
+                    hint = ""
+                    if "one rate per hidden layer" in str(e) and "dropout" not in config:
+                        hint = "; set dropout too (--set dropout=0.5: one rate for every layer)"
+                    raise UsageError(f"invalid trial ({shown}): {e}{hint}") from None
             else:
                 config = _per_layer(config, None)
                 config["seed"] = seed

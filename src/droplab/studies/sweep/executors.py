@@ -1,4 +1,4 @@
-"""Where sweep trials run: a local process pool, or Ray tasks (on this machine or a cluster).
+"""Where sweep trials run: worker processes of our own, or Ray tasks (here or on a cluster).
 
 Both executors run the same function, :func:`run_trial`, in a worker process. It sets the torch
 thread count the driver chose (so a trial's numbers do not depend on where it ran), calls the
@@ -14,7 +14,7 @@ fake trainer instead (``droplab sweep --trainer tests_module:function``).
 Executor interface (what the sweep driver uses):
 
 - ``capacity``: how many trials to keep in flight (no hidden queue behind them, so a trial
-  submitted is a trial running, and a dying worker takes only in-flight trials with it);
+  submitted is a trial running, and a dying worker takes only its own trial with it);
 - ``submit(tid, config)``; ``wait(timeout) -> [(tid, outcome)]`` where ``outcome`` is the dict
   of :func:`run_trial` or a :class:`WorkerDied`; ``cancel(tid)`` (stop one trial now: the
   driver's per-trial time limit); ``abort()`` (stop everything in flight, now, and return the

@@ -80,8 +80,9 @@ def drive(
                     store.mark_running(tid, threads=threads)
                     in_flight[tid] = time.monotonic()
                     executor.submit(tid, configs[tid])
-                wait = _until_next_deadline(in_flight, trial_timeout)
-                finished = executor.wait(timeout=wait)
+                finished = executor.wait(timeout=_until_next_deadline(in_flight, trial_timeout))
+                for tid, _ in finished:
+                    del in_flight[tid]
                 finished += _stop_late_trials(executor, in_flight, trial_timeout)
                 for tid, result in finished:
                     in_flight.pop(tid, None)

@@ -38,6 +38,7 @@ from droplab._io import (
     torch_load_verified,
 )
 from droplab._threads import check_threads
+from droplab._timer import Stopwatch
 from droplab.models import ENGINES, INITS
 
 MODES = ("inverted", "classic")
@@ -530,7 +531,7 @@ def train(
 def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_set, log):
     import torch
 
-    started = time.perf_counter()
+    run_watch = Stopwatch()
     torch.manual_seed(c.seed)
     engine = _ENGINES[c.engine](c)
     n = len(train_set.labels) if c.subset is None else min(c.subset, len(train_set.labels))
@@ -563,7 +564,7 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
     batches = math.ceil(n / c.batch_size)
     try:
         for epoch in range(len(epochs) + 1, c.epochs + 1):
-            t0 = time.perf_counter()
+            epoch_watch = Stopwatch()
             order = engine.start_epoch(shuffle.permutation(n))
             bars.start(epoch, batches)
             for b in range(batches):
@@ -582,7 +583,7 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
                 "test_loss": test_loss,
                 "test_acc": test_acc,
                 "lr": float(lr),
-                "seconds": time.perf_counter() - t0,
+                "seconds": epoch_watch.seconds(),
             }
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
                 raise DivergedError(
@@ -603,7 +604,7 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
             )
         raise
     engine.model.eval()
-    return TrainResult(c, epochs, engine.model, time.perf_counter() - started)
+    return TrainResult(c, epochs, engine.model, run_watch.seconds())
 
 
 def epoch_line(row: dict) -> str:

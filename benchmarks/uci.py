@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 from droplab._timer import Stopwatch
 from droplab.studies.uci import format_table, run_uci

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_seed(parser, "seeds weights, shuffling and masks, the same for both runs")
     add_engine(parser)
-    add_subset(parser, "train on the first N examples (default: the recipe's, 2,000 or all)")
+    add_subset(parser, "train on the first N examples", "the recipe's, 2,000 or all")
     add_threads(parser)
     add_out(parser, DEFAULT_OUT, "output folder")
     parser.add_argument(

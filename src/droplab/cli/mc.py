@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="epochs of the MLP trained here (default: 30)",
     )
     add_mlp(f, hidden="hidden widths", dropout="drop rate per hidden layer of the MLP trained here")
-    add_subset(f, "train the MLP on the first N training examples (default: all 60,000)")
+    add_subset(f, "train the MLP on the first N training examples")
     f.add_argument(
         "--samples",
         type=list_of(positive_int),

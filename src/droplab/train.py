@@ -497,25 +497,14 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
     torch.manual_seed(c.seed)
     engine = _ENGINES[c.engine](c)
     n = len(train_set.labels) if c.subset is None else min(c.subset, len(train_set.labels))
-    x_train, y_train = engine.arrays(train_set.images[:n], train_set.labels[:n])
-    x_test, y_test = engine.arrays(test_set.images, test_set.labels)
+    train = engine.arrays(train_set.images[:n], train_set.labels[:n])
+    test = engine.arrays(test_set.images, test_set.labels)
     shuffle = np.random.default_rng(np.random.SeedSequence([c.seed, 2]))
     dropouts = _dropout_layers(engine.model)
     epochs: list[dict] = []
 
     if resume and out is not None and (out / CHECKPOINT).exists():
-        ckpt = _load_checkpoint(out / CHECKPOINT)
-        _check_resumable(TrainConfig.from_dict(ckpt["config"]), c)
-        try:
-            engine.load_state(ckpt["engine"])
-            shuffle.bit_generator.state = ckpt["numpy_rng"]
-            for layer, step in zip(dropouts, ckpt["dropout_steps"], strict=True):
-                _set_dropout_step(layer, step)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CorruptFileError(
-                f"{out / CHECKPOINT} does not fit this run ({type(e).__name__}: {e})"
-            ) from None
-        epochs = list(ckpt["epochs"])
+        epochs = _resume(out / CHECKPOINT, c, engine, shuffle, dropouts)
         log(f"resuming from {out / CHECKPOINT} after epoch {len(epochs)}")
     elif resume:
         log(f"no checkpoint in {out}: starting at epoch 1")
@@ -526,27 +515,8 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
     batches = math.ceil(n / c.batch_size)
     try:
         for epoch in range(len(epochs) + 1, c.epochs + 1):
-            epoch_watch = Stopwatch()
-            order = engine.start_epoch(shuffle.permutation(n))
             bars.start(epoch, batches)
-            for b in range(batches):
-                idx = order[b * c.batch_size : (b + 1) * c.batch_size]
-                engine.step(x_train[idx], y_train[idx])
-                bars.advance(min((b + 1) * c.batch_size, n), engine.end_epoch)
-            loss_sum, correct = engine.end_epoch()
-            test_loss, test_acc = engine.evaluate(x_test, y_test)
-            lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
-            if engine.sched:
-                engine.sched.step()
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / n,
-                "train_acc": correct / n,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "lr": float(lr),
-                "seconds": epoch_watch.seconds(),
-            }
+            row = _epoch(epoch, c, engine, shuffle.permutation(n), train, test, bars)
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
                 raise DivergedError(
                     f"training diverged in epoch {epoch}: train loss {row['train_loss']}, test "
@@ -567,6 +537,46 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
         raise
     engine.model.eval()
     return TrainResult(c, epochs, engine.model, run_watch.seconds())
+
+
+def _resume(path: Path, c: TrainConfig, engine, shuffle, dropouts) -> list[dict]:
+    """Restore the state of the checkpoint ``path`` (made with the same settings); returns the
+    metrics of its epochs. A checkpoint that does not fit is a ``CorruptFileError``."""
+    ckpt = _load_checkpoint(path)
+    _check_resumable(TrainConfig.from_dict(ckpt["config"]), c)
+    try:
+        engine.load_state(ckpt["engine"])
+        shuffle.bit_generator.state = ckpt["numpy_rng"]
+        for layer, step in zip(dropouts, ckpt["dropout_steps"], strict=True):
+            _set_dropout_step(layer, step)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CorruptFileError(f"{path} does not fit this run ({type(e).__name__}: {e})") from None
+    return list(ckpt["epochs"])
+
+
+def _epoch(epoch: int, c: TrainConfig, engine, order, train, test, bars) -> dict:
+    """One pass over the training rows ``order``, then the test set: the epoch's metrics row."""
+    watch = Stopwatch()
+    (x_train, y_train), n = train, len(order)
+    order = engine.start_epoch(order)
+    for b in range(math.ceil(n / c.batch_size)):
+        idx = order[b * c.batch_size : (b + 1) * c.batch_size]
+        engine.step(x_train[idx], y_train[idx])
+        bars.advance(min((b + 1) * c.batch_size, n), engine.end_epoch)
+    loss_sum, correct = engine.end_epoch()
+    test_loss, test_acc = engine.evaluate(*test)
+    lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
+    if engine.sched:
+        engine.sched.step()
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / n,
+        "train_acc": correct / n,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "lr": float(lr),
+        "seconds": watch.seconds(),
+    }
 
 
 def epoch_line(row: dict) -> str:

@@ -601,27 +601,6 @@ def describe(c: TrainConfig) -> str:
     )
 
 
-def print_table(epochs: list[dict], *, title: str = "", console=None) -> None:
-    """The epochs as a ``rich`` table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title or None, title_justify="left")
-    for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"):
-        table.add_column(name, justify="right")
-    for r in epochs:
-        table.add_row(
-            str(r["epoch"]),
-            f"{r['train_loss']:.4f}",
-            f"{r['train_acc']:.3f}",
-            f"{r['test_loss']:.4f}",
-            f"{r['test_acc']:.3f}",
-            f"{r['lr']:.4g}",
-            f"{r['seconds']:.1f}",
-        )
-    (console or Console()).print(table)
-
-
 class _Bars:
     """What a run shows while it works (or nothing, when disabled).
 

@@ -88,24 +88,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _overhead_table(rows):
+def _table(title: str, columns: tuple[str, ...]):
     from rich.table import Table
 
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    return table
+
+
+def _overhead_table(rows):
     from droplab.kernels.fast import AUTO_MIN_NUMEL
 
-    table = Table(
-        title=f"per-call overhead, us per forward call, float32, p=0.1 (auto takes the fast "
-        f"kernel from {AUTO_MIN_NUMEL} elements)"
+    table = _table(
+        f"per-call overhead, us per forward call, float32, p=0.1 (auto takes the fast kernel "
+        f"from {AUTO_MIN_NUMEL} elements)",
+        ("size", "requires_grad", "torch eager", "droplab auto", "droplab torch", "droplab fast"),
     )
-    for col in (
-        "size",
-        "requires_grad",
-        "torch eager",
-        "droplab auto",
-        "droplab torch",
-        "droplab fast",
-    ):
-        table.add_column(col, justify="right")
     for r in rows:
         us = r["us_per_call"]
         table.add_row(
@@ -147,23 +146,12 @@ def _choices(args: argparse.Namespace) -> tuple[list[str], dict, list[float], in
 
 
 def _throughput_table(results: list[dict]):
-    from rich.table import Table
-
     names = {n: name for name, n in SIZES.items()}
-    table = Table(title="dropout throughput, M elements/s (x = ratio to torch eager, same run)")
-    for col in (
-        "size",
-        "dtype",
-        "p",
-        "direction",
-        "torch eager",
-        "torch.compile",
-        "droplab fast",
-        "copy_",
-        "clone",
-        "fast / clone",
-    ):
-        table.add_column(col, justify="right")
+    table = _table(
+        "dropout throughput, M elements/s (x = ratio to torch eager, same run)",
+        ("size", "dtype", "p", "direction", "torch eager", "torch.compile", "droplab fast",
+         "copy_", "clone", "fast / clone"),
+    )  # fmt: skip
     for r in results:
         rate = r["M_per_s"]
         base = rate["torch"]

@@ -653,25 +653,13 @@ class _Bars:
         self._shown = time.perf_counter()
 
     def _new_progress(self):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from droplab._console import progress_bar
 
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("batches"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            console=self.console,
+        return progress_bar(
+            self.console,
+            "{task.description}",
+            "batches",
+            tail="{task.fields[metrics]}",
             transient=True,
         )
 

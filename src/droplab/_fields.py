@@ -50,11 +50,14 @@ class Range:
             if self.hi is None:
                 return f"{noun} >= {self.lo}"
             return f"{noun} in [{self.lo}, {_int_text(self.hi)}]"
-        noun = "numbers" if plural else "a number"
+        return f"{'numbers' if plural else 'a number'} in {self.interval()}"
+
+    def interval(self) -> str:
+        """``[0, 1)``, ``(0, inf)``: the range of a float."""
         left, right = "(" if self.lo_open else "[", ")" if self.hi_open or self.hi is None else "]"
         lo = "-inf" if self.lo is None else f"{self.lo:g}"
         hi = "inf" if self.hi is None else f"{self.hi:g}"
-        return f"{noun} in {left}{lo}, {hi}{right}"
+        return f"{left}{lo}, {hi}{right}"
 
 
 def _int_text(n: int) -> str:
@@ -75,11 +78,14 @@ def option(
     note: str = "",
     **cli,
 ):
-    """A dataclass field with its metadata: ``help``; ``range`` of a number (of each item of a
+    """A dataclass field with its metadata: ``help`` (``{range}`` in it: the range, ``[0, 1)``);
+    ``range`` of a number (of each item of a
     tuple with ``items`` = the least length; ``exact``: exactly that many; ``increasing``:
     strictly); ``choices`` of a string; ``optional``: ``None`` is accepted; ``note``: said after
     the accepted values in an error. ``cli``: how the command line shows it (``metavar``,
     ``seps`` of a list, ``default_text``)."""
+    if range is not None:
+        help = help.replace("{range}", range.interval())
     meta = dict(help=help, range=range, choices=choices, items=items, exact=exact,
                 increasing=increasing, optional=optional, note=note, cli=cli)  # fmt: skip
     return dataclasses.field(default=default, metadata=meta)

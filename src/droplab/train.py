@@ -76,14 +76,14 @@ class TrainConfig:
     )  # fmt: skip
     dropout: tuple[float, ...] = option(
         (0.2, 0.5),
-        "drop probability per hidden layer, in [0, 1]; 0 = none",
+        "drop probability per hidden layer, in {range}; 0 = none",
         Range(0.0, 1.0), items=0, note=", one per hidden layer", metavar="P,P", seps=",:",
         # the command line's droplab.cli.train.per_layer
         help_suffix="; one rate for every layer, or one per layer as 0.2,0.5 or 0.2:0.5 (the "
         "sweep's form)",
     )  # fmt: skip
     input_dropout: float = option(
-        0.0, "drop probability of the input pixels, in [0, 1); 0 = none", PROB_OPEN, metavar="P"
+        0.0, "drop probability of the input pixels, in {range}; 0 = none", PROB_OPEN, metavar="P"
     )
     mode: str = option(
         "inverted", "inverted (scale in training) or classic (scale at eval)", choices=MODES
@@ -106,11 +106,11 @@ class TrainConfig:
         choices=REDUCTIONS,
     )
     optimizer: str = option("sgd", "update rule, as torch.optim", choices=OPTIMIZERS)
-    momentum: float = option(0.9, "momentum of --optimizer momentum, in [0, 1)", PROB_OPEN)
+    momentum: float = option(0.9, "momentum of --optimizer momentum, in {range}", PROB_OPEN)
     nesterov: bool = option(False, "Nesterov momentum (--optimizer momentum)")
-    alpha: float = option(0.99, "RMSprop's smoothing constant, in [0, 1)", PROB_OPEN)
+    alpha: float = option(0.99, "RMSprop's smoothing constant, in {range}", PROB_OPEN)
     betas: tuple[float, float] = option(
-        (0.9, 0.999), "Adam's betas, each in [0, 1)", PROB_OPEN, items=2, exact=True,
+        (0.9, 0.999), "Adam's betas, each in {range}", PROB_OPEN, items=2, exact=True,
         metavar="B1,B2",
     )  # fmt: skip
     eps: float | None = option(
@@ -118,12 +118,12 @@ class TrainConfig:
         default_text="torch's, 1e-10 or 1e-8",
     )  # fmt: skip
     weight_decay: float = option(
-        0.0, "L2 penalty, >= 0, added to the gradient as torch.optim does", Range(0.0)
+        0.0, "L2 penalty, in {range}, added to the gradient as torch.optim does", Range(0.0)
     )
     scheduler: str = option("none", "learning-rate schedule, stepped per epoch", choices=SCHEDULERS)
     step_size: int = option(2, "--scheduler step: epochs between decays", INT_1)
     gamma: float = option(
-        0.5, "decay factor of every scheduler, in (0, 1]", Range(0.0, 1.0, lo_open=True)
+        0.5, "decay factor of every scheduler, in {range}", Range(0.0, 1.0, lo_open=True)
     )
     milestones: tuple[int, ...] = option(
         (3,), "--scheduler multistep: epochs after which lr *= gamma", INT_1, items=1,

@@ -134,13 +134,14 @@ def plot_sections(runs: dict[str, list[dict]], out_dir: Path) -> Section:
             figures.append(image(png, caption, alt=name))
         section.add(grid(figures))
     except ImportError as e:
-        section.add(
-            paragraph(
-                f"No plots: matplotlib is missing ({e}); "
-                "install it with pip install 'droplab[report]'."
-            )
-        )
+        section.add(_no_plots(e))
     return section
+
+
+def _no_plots(e: ImportError):
+    return paragraph(
+        f"No plots: matplotlib is missing ({e}); install it with pip install 'droplab[report]'."
+    )
 
 
 def build_run_report(run_dir) -> Path:
@@ -421,12 +422,7 @@ def demo_figures(arms: list[dict], demo_dir: Path) -> Section:
         if "activations" not in caps:
             section.add(paragraph("No activation histogram: demo.json records no activations."))
     except ImportError as e:
-        section.add(
-            paragraph(
-                f"No plots: matplotlib is missing ({e}); "
-                "install it with pip install 'droplab[report]'."
-            )
-        )
+        section.add(_no_plots(e))
     return section
 
 

@@ -292,25 +292,14 @@ class _Progress(Events):
     """The driver's events as a rich progress bar and one line per finished trial."""
 
     def __init__(self, console, trials, keys, counts: dict, retry_failed: bool):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from droplab._console import progress_bar
 
         self.configs, self.keys = dict(trials), keys
-        self.progress = Progress(
-            TextColumn("trials"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("running {task.fields[running]}  [red]failed {task.fields[failed]}[/]"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
+        self.progress = progress_bar(
+            console,
+            "trials",
+            "running {task.fields[running]}  [red]failed {task.fields[failed]}[/]",
+            eta="ETA",
         )
         already = counts["done"] + (0 if retry_failed else counts["failed"])
         self.task = self.progress.add_task(

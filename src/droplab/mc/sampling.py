@@ -148,16 +148,9 @@ def _progress_bar(total: int, enabled: bool | None):
         enabled = total >= 20 and sys.stderr.isatty()
     if not enabled:
         return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from droplab._console import progress_bar
 
-    bar = Progress(
-        TextColumn("mc_predict"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} chunks"),
-        TimeRemainingColumn(),
-        transient=True,
-    )
-    return bar
+    return progress_bar(None, "mc_predict", "chunks", transient=True)
 
 
 def _check_arguments(model, x, samples, seed, batch_size, task, tau) -> int | None:

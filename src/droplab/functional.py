@@ -95,6 +95,12 @@ def _zeros_from(x: torch.Tensor, inplace: bool) -> torch.Tensor:
     return x.mul_(0) if inplace else x * 0
 
 
+def _drawn_from(generator) -> dict:
+    # generator=None is not passed on: a compiled random op with symbolic (dynamic) sizes
+    # refuses an explicit generator argument, even None
+    return {} if generator is None else {"generator": generator}
+
+
 def _eval_dropout(x: torch.Tensor, p: float, mode: str, inplace: bool) -> torch.Tensor:
     if mode == "inverted" or p == 0:
         return x
@@ -216,7 +222,7 @@ def dropout(
     if seed is not None:
         mask = dropout_mask(x.shape, p, seed=seed, device=x.device)
     else:
-        u = torch.rand(x.shape, dtype=torch.float32, device=x.device, generator=generator)
+        u = torch.rand(x.shape, dtype=torch.float32, device=x.device, **_drawn_from(generator))
         mask = u >= p
     return _scale_by_mask(x, mask, scale, inplace)
 
@@ -326,7 +332,7 @@ def _keep_mask(shape, p: float, *, seed, generator, like: torch.Tensor) -> torch
     check_generator(generator)
     if p == 1:
         return torch.zeros(shape, dtype=torch.bool, device=like.device)
-    return like.new_empty(shape).bernoulli_(1 - p, generator=generator).bool()
+    return like.new_empty(shape).bernoulli_(1 - p, **_drawn_from(generator)).bool()
 
 
 def _masked_dropout(
@@ -772,7 +778,7 @@ def gaussian_dropout(
     if not training or p == 0 or x.numel() == 0:
         return x
     sigma = math.sqrt(p / (1.0 - p))
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, **_drawn_from(generator))
     noise = noise.mul_(sigma).add_(1.0)
     return x.mul_(noise) if inplace else x * noise
 

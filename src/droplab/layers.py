@@ -86,8 +86,15 @@ class _DropoutModule(nn.Module):
             else:
                 seed = derive_seed(self.seed, int(self._step))
         out = fn(*args, seed=seed, **kwargs)
-        if seed is not None:
-            self._step.add_(1)
+        if seed is None:
+            return out
+        if torch.compiler.is_compiling():
+            self._step.add_(1)  # a buffer mutation, kept in the graph
+        else:
+            # the counter is the module's state, not data: a torch.func transform (grad over
+            # functional_call) must not see it as a captured tensor mutated in place
+            with torch._C._DisableFuncTorch():
+                self._step.add_(1)
         return out
 
     def _repr_tail(self) -> str:

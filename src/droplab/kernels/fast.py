@@ -59,22 +59,25 @@ INPLACE_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 AUTO_MIN_NUMEL = 1 << 10
 
 
-_NUMBA_MISSING: str | None = None
+# looked up once, at import (find_spec does not import numba): a compiled caller reads a
+# constant, never a cache written by its first call (that would be a guard and a recompile)
+_NUMBA_FOUND = importlib.util.find_spec("numba") is not None
+_NUMBA_WARNED = False
 
 
 def _numba_missing() -> str:
-    global _NUMBA_MISSING
-    if _NUMBA_MISSING is None:
-        found = importlib.util.find_spec("numba") is not None
-        _NUMBA_MISSING = "" if found else "numba is not installed (pip install 'droplab[fast]')"
-        if not found:  # once per process: backend="auto" would otherwise lose its speed silently
-            warnings.warn(
-                "numba is not installed: backend='auto' runs PyTorch's dropout ops, not "
-                "droplab's fast kernels (pip install 'droplab[fast]')",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return _NUMBA_MISSING
+    global _NUMBA_WARNED
+    if _NUMBA_FOUND:
+        return ""
+    if not _NUMBA_WARNED:  # once per process: backend="auto" would otherwise lose its speed
+        _NUMBA_WARNED = True
+        warnings.warn(
+            "numba is not installed: backend='auto' runs PyTorch's dropout ops, not "
+            "droplab's fast kernels (pip install 'droplab[fast]')",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return "numba is not installed (pip install 'droplab[fast]')"
 
 
 def fast_available(x: torch.Tensor, *, auto: bool = False) -> tuple[bool, str]:
@@ -234,8 +237,10 @@ def draw_seed(x: torch.Tensor, generator: torch.Generator | None = None):
     An int where ``direct_call_ok(x)``, else a 0-d int64 tensor: never ``int(tensor)`` where a
     tracer is watching, and under ``vmap(randomness="different")`` one seed per batch element.
     """
-    device = generator.device if generator is not None else "cpu"
-    seed = torch.randint(0, 2**62, (), generator=generator, device=device)
+    if generator is None:  # no generator=None: see droplab.functional._drawn_from
+        seed = torch.randint(0, 2**62, (), device="cpu")
+    else:
+        seed = torch.randint(0, 2**62, (), generator=generator, device=generator.device)
     return int(seed) if direct_call_ok(x) else seed
 
 

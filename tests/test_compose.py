@@ -98,6 +98,16 @@ def test_compile_seeded_one_graph_no_recompile_eager_bits(name):
     assert m.step == twin.step == 4
 
 
+def test_compiled_and_eager_calls_share_one_step_sequence():
+    m = droplab.Dropout(0.5, seed=3)
+    twin = copy.deepcopy(m)
+    compiled = torch.compile(m, backend="eager", fullgraph=True)
+    x = torch.randn(32, 64)
+    for call in (compiled, m, compiled, m):
+        assert torch.equal(call(x), twin(x))
+    assert m.step == twin.step == 4
+
+
 @pytest.mark.parametrize("name", list(MODULES))
 def test_compile_unseeded_one_graph(name):
     m, x = _module(name, seed=None)

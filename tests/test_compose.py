@@ -378,3 +378,25 @@ def test_step_setter_checks():
     for bad in (-1, 1.5, True, "3"):
         with pytest.raises(ValueError, match="step must be a non-negative int"):
             m.step = bad
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX (eval)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_onnx_export_in_eval_matches_torch():
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import io
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), droplab.Dropout(0.5, seed=1), droplab.DropPath(0.2)
+    ).eval()
+    x = torch.randn(4, 8)
+    buf = io.BytesIO()
+    torch.onnx.export(net, (x,), buf, dynamo=False, input_names=["x"])
+    session = onnxruntime.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(y), net(x))

@@ -1081,6 +1081,6 @@ def drop_block_2d(
         keep = keep.squeeze(0)
     scale = 1.0
     if scale_by_keep:
-        kept = keep.sum(dtype=torch.float64).clamp_(min=1)  # every element dropped: zeros, no NaN
+        kept = keep.sum(dtype=torch.float64).clamp(min=1)  # every element dropped: zeros, no NaN
         scale = (keep.numel() / kept).to(x.dtype)
     return _scale_by_mask(x, keep, scale, inplace)

@@ -119,21 +119,22 @@ def test_compile_unseeded_one_graph(name):
     assert not torch.equal(outs[0], outs[1])  # fresh randomness at every step
 
 
+@pytest.mark.parametrize("dynamic", [None, True])
 @pytest.mark.parametrize("seed", [None, 4])
-@pytest.mark.parametrize("name", ["dropout-auto", "dropout-torch", "dropout2d", "drop_block"])
-def test_compile_new_batch_sizes_recompile_as_torch_dropout(name, seed):
-    # a new batch size: one recompile with a dynamic batch dimension, then none, as for
-    # torch.nn.Dropout (automatic dynamic shapes); never one per step
+@pytest.mark.parametrize("name", ["dropout-auto", "dropout2d", "drop_block"])
+def test_compile_new_batch_sizes_recompile_as_torch_dropout(name, seed, dynamic):
+    # new batch sizes (the auto backend's size rule included): with automatic dynamic shapes
+    # one recompile, then none; with dynamic=True none; as for torch.nn.Dropout
     m, x = _module(name, seed)
     counts = []
     for module in (m, torch.nn.Dropout(0.5)):
         torch._dynamo.reset()
         counter = CompileCounter()
-        compiled = torch.compile(module, backend=counter, fullgraph=True)
-        for n in (2, 3, 5, 7):
+        compiled = torch.compile(module, backend=counter, fullgraph=True, dynamic=dynamic)
+        for n in (1, 3, 40, 70):
             assert compiled(torch.cat([x] * n)).shape[0] == n * x.shape[0]
         counts.append(counter.frame_count)
-    assert counts[0] == counts[1] == 2
+    assert counts[0] == counts[1] == (1 if dynamic else 2)
 
 
 def test_compile_unseeded_functions_fullgraph():

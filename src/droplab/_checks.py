@@ -35,7 +35,7 @@ def check_p(p, name: str = "p", *, upper_open: bool = False) -> float:
         ValueError: p must be a real number in [0, 1), got 1.0
     """
     accepted = "[0, 1)" if upper_open else "[0, 1]"
-    if _is_tensor(p):
+    if not isinstance(p, float) and _is_tensor(p):  # a float first: a compiler traces that
         dtype = str(getattr(p, "dtype", None))
         if p.numel() != 1 or dtype.endswith("bool") or "complex" in dtype:
             raise TypeError(
@@ -46,7 +46,7 @@ def check_p(p, name: str = "p", *, upper_open: bool = False) -> float:
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"{name} must be a real number in {accepted}, got {type(p).__name__} {p!r}")
     p = float(p)
-    if math.isnan(p) or p < 0 or p > 1 or (upper_open and p == 1):
+    if p != p or p < 0 or p > 1 or (upper_open and p == 1):  # p != p: NaN (traceable)
         raise ValueError(f"{name} must be a real number in {accepted}, got {p!r}")
     return p
 
@@ -95,7 +95,7 @@ def check_seed(seed, name: str = "seed", *, tensor_ok: bool = False):
 
 def check_mask_p(p) -> float:
     """Validate the ``p`` of ``dropout_mask``: a real number in ``[0, 1]``, else a ValueError."""
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p) or not 0 <= p <= 1:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or p != p or not 0 <= p <= 1:
         raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
     return p
 
@@ -157,7 +157,7 @@ def check_gamma_scale(gamma_scale) -> float:
     if (
         isinstance(gamma_scale, bool)
         or not isinstance(gamma_scale, numbers.Real)
-        or not (math.isfinite(gamma_scale) and gamma_scale > 0)
+        or not 0 < gamma_scale < math.inf  # NaN fails too
     ):
         raise ValueError(f"gamma_scale must be a positive real number, got {gamma_scale!r}")
     return float(gamma_scale)

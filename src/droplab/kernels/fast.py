@@ -99,7 +99,8 @@ def fast_available(x: torch.Tensor, *, auto: bool = False) -> tuple[bool, str]:
     missing = _numba_missing()
     if missing:
         return False, missing
-    if auto and x.numel() < AUTO_MIN_NUMEL:
+    # a compiler fuses either route: no size rule there (a guard on the size would recompile)
+    if auto and not torch.compiler.is_compiling() and x.numel() < AUTO_MIN_NUMEL:
         return (
             False,
             f"x has {x.numel()} elements; below {AUTO_MIN_NUMEL} torch's dropout is faster",

@@ -76,7 +76,7 @@ def check_seed(seed, name: str = "seed", *, tensor_ok: bool = False):
     With ``tensor_ok``, a 0-d int64 tensor is accepted as well (returned as it is): the int64
     with the bits of the uint64 seed, how a seed travels through a compiled graph.
     """
-    if tensor_ok and _is_tensor(seed):
+    if tensor_ok and not isinstance(seed, int) and _is_tensor(seed):
         if seed.dim() != 0 or str(seed.dtype) != "torch.int64":
             raise TypeError(
                 f"{name} must be an int in [0, 2**64 - 1] or a 0-d int64 tensor, got a tensor "

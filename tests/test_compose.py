@@ -401,3 +401,33 @@ def test_onnx_export_in_eval_matches_torch():
     session = onnxruntime.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"x": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(y), net(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# the route: the fused kernel in plain eager code, PyTorch ops under a transform
+# ----------------------------------------------------------------------------------------------
+
+
+def _saved_bytes(fn, x) -> int:
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x)
+    return total
+
+
+def test_eager_keeps_the_fused_kernel_and_transforms_get_ops():
+    x = torch.randn(64, 64, requires_grad=True)
+    # eager: the kernel regenerates the mask in backward, nothing saved
+    assert _saved_bytes(lambda t: F.dropout(t, 0.5), x) == 0
+    assert _saved_bytes(lambda t: F.dropout(t, 0.5, seed=1), x) == 0
+    # under a forward-AD level the traced route runs (its bool mask is saved): same bits
+    with fwAD.dual_level():
+        assert _saved_bytes(lambda t: F.dropout(t, 0.5, seed=1), x) == x.numel()
+        traced = F.dropout(x, 0.5, seed=1)
+    assert torch.equal(traced, F.dropout(x, 0.5, seed=1))

@@ -303,3 +303,31 @@ def test_feature_alpha_dropout_eval_returns_input_at_every_rank():
         assert F.feature_alpha_dropout(x, 0.0) is x
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         F.feature_alpha_dropout(torch.randn(5), 0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# timm's drop_path (its code, copied: timm imports torchvision, which does not import here)
+# ----------------------------------------------------------------------------------------------
+
+
+def _timm_drop_path(x, drop_prob: float = 0.0, training: bool = False, scale_by_keep: bool = True):
+    # timm/layers/drop.py, drop_path, verbatim but for the docstring
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1 - drop_prob
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    random_tensor = x.new_empty(shape).bernoulli_(keep_prob)
+    if keep_prob > 0.0 and scale_by_keep:
+        random_tensor.div_(keep_prob)
+    return x * random_tensor
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale_by_keep", [True, False])
+def test_drop_path_bit_identical_to_timm_every_dtype(dtype, scale_by_keep):
+    x = torch.randn(64, 3, 5).to(dtype)
+    torch.manual_seed(4)
+    theirs = _timm_drop_path(x, 0.3, True, scale_by_keep)
+    torch.manual_seed(4)
+    ours = F.drop_path(x, 0.3, scale_by_keep=scale_by_keep)
+    assert torch.equal(ours, theirs)

@@ -55,7 +55,7 @@ INPLACE_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 #     64K: F.dropout 3700 / 4400, droplab torch 2400 / 2700, droplab fast 69 / 130
 # and at 16-256 elements the two droplab backends within noise of each other (~25-35 us). The
 # eager fast path costs ~10 us of Python (autograd.Function ~5 us when grad is on, numba
-# dispatch ~1 us, seed draw, checks), no longer the ~15 us dispatch of a torch.library op.
+# dispatch ~1 us, seed draw, checks).
 AUTO_MIN_NUMEL = 1 << 10
 
 
@@ -84,7 +84,8 @@ def fast_available(x: torch.Tensor, *, auto: bool = False) -> tuple[bool, str]:
     """Whether ``fast_dropout`` can run on ``x``; if not, the reason in one sentence.
 
     With ``auto=True`` it also answers whether the fast path is the faster choice: tensors with
-    fewer than ``AUTO_MIN_NUMEL`` elements are then left to torch (``backend="auto"``).
+    fewer than ``AUTO_MIN_NUMEL`` elements are then left to torch (``backend="auto"``), except
+    under a compiler, which fuses either route (and would recompile on a guard on the size).
     """
     if not isinstance(x, torch.Tensor):
         return False, f"the fast kernels take a torch.Tensor, got {type(x).__name__}"

@@ -151,6 +151,21 @@ def test_compile_unseeded_functions_fullgraph():
     assert counter.frame_count == 4
 
 
+def test_compile_generator_argument_refused_as_torch_refuses_its_own():
+    # documented limit (docs/variants.md): PyTorch cannot trace a torch.Generator argument
+    g = torch.Generator().manual_seed(0)
+    x = torch.ones(8)
+    messages = []
+    for fn in (
+        lambda t: t * (torch.rand(t.shape, generator=g) > 0.5),
+        lambda t: F.dropout(t, 0.5, generator=g),
+    ):
+        with pytest.raises(torch._dynamo.exc.Unsupported) as err:
+            torch.compile(fn, backend="eager", fullgraph=True)(x)
+        messages.append(str(err.value).splitlines()[0])
+    assert messages[0] == messages[1]
+
+
 def test_compile_inductor_seeded_module_same_bits_forward_and_backward():
     m = droplab.Dropout(0.5, seed=7)
     compiled = torch.compile(copy.deepcopy(m), fullgraph=True)

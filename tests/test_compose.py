@@ -98,6 +98,21 @@ def test_compile_seeded_one_graph_no_recompile_eager_bits(name):
     assert m.step == twin.step == 4
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch", "fast"])
+def test_compile_inplace_module_with_gradients(backend):
+    m = droplab.Dropout(0.5, True, seed=3, backend=backend)
+    twin = copy.deepcopy(m)
+    counter = CompileCounter()
+    compiled = torch.compile(m, backend=counter, fullgraph=True)
+    x = torch.randn(32, 64, requires_grad=True)
+    for _ in range(3):
+        y, want = compiled(x * 1), twin(x * 1)
+        assert torch.equal(y, want)
+        (g,) = torch.autograd.grad(y.sum(), x)
+        assert torch.equal(g, (want != 0).float() * 2.0)
+    assert counter.frame_count == 1
+
+
 def test_compiled_and_eager_calls_share_one_step_sequence():
     m = droplab.Dropout(0.5, seed=3)
     twin = copy.deepcopy(m)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import droplab
 from droplab.kernels import rng
 from droplab.scratch import mask as np_mask
 
@@ -203,3 +204,52 @@ def test_invalid_p_same_error_on_both_engines(p):
         rng.dropout_mask((3,), p, seed=0)
     with pytest.raises(ValueError, match=re.escape(msg)):
         np_mask.dropout_mask((3,), p, seed=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# tensor seeds: how a compiled step or a vmap-ed draw carries its seed
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**63 - 1, 2**63, 2**64 - 1])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (2, 3, 4)])
+def test_tensor_seed_mask_equals_int_seed_mask(seed, shape):
+    as_tensor = torch.tensor(rng.signed64(seed))
+    for p in (0.0, 0.3, 0.5, 1.0):
+        want = rng.dropout_mask(shape, p, seed=seed)
+        assert torch.equal(rng.dropout_mask(shape, p, seed=as_tensor), want)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**64 - 1])
+def test_derive_seed_tensor_equals_derive_seed(seed):
+    steps = [0, 1, 2, 1000, 2**31, 2**62]
+    got = [int(rng.derive_seed_tensor(seed, torch.tensor(k))) for k in steps]
+    assert got == [rng.signed64(rng.derive_seed(seed, k)) for k in steps]
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (torch.tensor([1, 2]), "got a tensor of shape (2,) and dtype torch.int64"),
+        (torch.tensor(1.0), "got a tensor of shape () and dtype torch.float32"),
+        (torch.tensor(1, dtype=torch.int32), "got a tensor of shape () and dtype torch.int32"),
+    ],
+)
+def test_bad_tensor_seed_named(bad, msg):
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        rng.dropout_mask((3,), 0.5, seed=bad)
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        droplab.dropout(torch.ones(3), 0.5, seed=bad)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "fast"])
+def test_functions_take_a_tensor_seed_with_the_int_seeds_bits(backend):
+    x = torch.randn(48, 64)
+    for seed in (3, 2**64 - 5):
+        as_tensor = torch.tensor(rng.signed64(seed))
+        want = droplab.dropout(x, 0.4, seed=seed, backend=backend)
+        assert torch.equal(droplab.dropout(x, 0.4, seed=as_tensor, backend=backend), want)
+        assert torch.equal(
+            droplab.dropout2d(x.view(4, 12, 8, 8), 0.4, seed=as_tensor),
+            droplab.dropout2d(x.view(4, 12, 8, 8), 0.4, seed=seed),
+        )

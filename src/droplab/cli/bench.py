@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     sizes, dtypes, ps, repeat = _choices(args)
     use_compile = not args.no_compile
 
-    first = first_call_seconds(custom_op=use_compile and not args.overhead)
+    first = first_call_seconds(compiled=use_compile and not args.overhead)
     console.print(f"[bold]machine[/bold]: {machine_line()}")
     console.print("first calls: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in first.items()))
     with console.status("measuring per-call overhead"):

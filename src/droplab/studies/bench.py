@@ -35,12 +35,11 @@ def machine_line() -> str:
     )
 
 
-def first_call_seconds(custom_op: bool = True) -> dict[str, float]:
+def first_call_seconds(compiled: bool = True) -> dict[str, float]:
     """Seconds to import the numba kernels, run each once (loading it from numba's disk cache, or
     compiling it when the cache is cold), make the first eager ``fast_dropout`` call (through an
-    ``autograd.Function``) and, with ``custom_op``, the first call of the ``droplab::dropout``
-    custom op that ``torch.compile`` uses (which imports ``torch._dynamo``, as every
-    ``torch.library.custom_op`` does on its first call; eager code never pays it)."""
+    ``autograd.Function``) and, with ``compiled``, the first call of ``torch.compile``d
+    ``droplab.dropout`` (tracing and code generation; eager code never pays it)."""
     import numpy as np
     import torch
 
@@ -53,20 +52,19 @@ def first_call_seconds(custom_op: bool = True) -> dict[str, float]:
         "float32": lambda n: cpu.dropout_cpu(np.ones(n, np.float32), 0.5, 2.0, 1),
         "float64": lambda n: cpu.dropout_cpu(np.ones(n, np.float64), 0.5, 2.0, 1),
         "bfloat16": lambda n: cpu.dropout_bf16_cpu(np.ones(n, np.uint16), 0.5, 2.0, 1),
-        "packed": lambda n: cpu.dropout_packed_cpu(np.ones(n, np.float32), 0.5, 2.0, 1),
     }
     for name, call in calls.items():
         for n, kind in ((100, "serial"), (1 << 16, "parallel")):
-            if name == "packed" and kind == "serial":
-                continue
             watch.restart()
             call(n)
             out[f"{name} {kind}"] = watch.restart()
     fast_dropout(torch.ones(1 << 16, requires_grad=True), 0.5, 2.0, 1).sum().backward()
     out["first eager fast_dropout fwd+bwd"] = watch.restart()
-    if custom_op:
-        torch.ops.droplab.dropout(torch.ones(1 << 16), 0.5, 2.0, 1)
-        out["first custom-op call (torch.compile path)"] = watch.restart()
+    if compiled:
+        import droplab
+
+        torch.compile(lambda t: droplab.dropout(t, 0.5), fullgraph=True)(torch.ones(1 << 16))
+        out["first torch.compile'd droplab.dropout call"] = watch.restart()
     return out
 
 
@@ -219,7 +217,6 @@ def saved_bytes(n: int = 1 << 20) -> dict[str, float]:
     return {
         "torch": measure(lambda t: F.dropout(t, 0.5, True)),
         "fast": measure(lambda t: fast_dropout(t, 0.5, 2.0, 1)),
-        "fast packed": measure(lambda t: fast_dropout(t, 0.5, 2.0, 1, packed=True)),
     }
 
 

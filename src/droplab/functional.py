@@ -73,7 +73,7 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # ----------------------------------------------------------------------------------------------
 
 
-def _train_scale(p: float, mode: str) -> float:
+def train_scale(p: float, mode: str) -> float:
     """The factor applied to kept elements in training: ``1 / (1 - p)`` inverted, 1 classic."""
     if mode == "classic":
         return 1.0
@@ -107,7 +107,7 @@ def _eval_dropout(x: torch.Tensor, p: float, mode: str, inplace: bool) -> torch.
     return x.mul_(1.0 - p) if inplace else x * (1.0 - p)
 
 
-def _fast_backend(x: torch.Tensor, backend: str, inplace: bool):
+def fast_backend(x: torch.Tensor, backend: str, inplace: bool):
     """The fast-kernel module if ``backend`` routes ``x`` to it, else None (use torch ops)."""
     if backend == "torch":
         return None
@@ -210,12 +210,12 @@ def dropout(
         seed = check_seed(seed, tensor_ok=True)
     check_generator(generator)
     # resolved before the short cuts, so that a bad backend="fast" shows on the first call
-    fast = _fast_backend(x, backend, inplace)
+    fast = fast_backend(x, backend, inplace)
     if not training or p == 0:
         return _eval_dropout(x, p, mode, inplace)
     if p == 1:
         return _zeros_from(x, inplace)
-    scale = _train_scale(p, mode)
+    scale = train_scale(p, mode)
     if fast is not None:  # the kernel writes into x (through a temporary if non-contiguous/float16)
         seed = fast.draw_seed(x, generator) if seed is None else seed
         return fast.fast_dropout(x, p, scale, seed, inplace=inplace)
@@ -288,7 +288,7 @@ def apply_mask(
         )
     if not training:
         return _eval_dropout(x, p, mode, inplace)
-    return _scale_by_mask(x, mask.to(x.device), _train_scale(p, mode), inplace)
+    return _scale_by_mask(x, mask.to(x.device), train_scale(p, mode), inplace)
 
 
 # ----------------------------------------------------------------------------------------------

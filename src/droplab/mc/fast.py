@@ -135,7 +135,7 @@ def plan(rest: nn.Module, h: torch.Tensor, chunk_rows: list[int]) -> list | None
                 return None
             try:  # the module's own choice of backend for a chunk of this shape
                 fast = [
-                    F._fast_backend(h.new_empty((r, width)), m.backend, m.inplace)
+                    F.fast_backend(h.new_empty((r, width)), m.backend, m.inplace)
                     for r in chunk_rows
                 ]
             except ValueError:
@@ -143,7 +143,7 @@ def plan(rest: nn.Module, h: torch.Tensor, chunk_rows: list[int]) -> list | None
             if not all(fast):
                 return None
             steps.append(
-                ("droplab_dropout", m, float(m.p), float(F._train_scale(m.p, m.mode)), width)
+                ("droplab_dropout", m, float(m.p), float(F.train_scale(m.p, m.mode)), width)
             )
             drops += 1
         else:

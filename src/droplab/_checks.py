@@ -93,11 +93,26 @@ def check_seed(seed, name: str = "seed", *, tensor_ok: bool = False):
     return seed
 
 
-def check_mask_p(p) -> float:
-    """Validate the ``p`` of ``dropout_mask``: a real number in ``[0, 1]``, else a ValueError."""
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or p != p or not 0 <= p <= 1:
-        raise ValueError(f"p must be a real number in [0, 1], got {p!r}")
-    return p
+def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
+    """Validate a shape: one non-negative int, or a tuple or list of them (``torch.Size`` too).
+
+    Examples::
+
+        >>> check_shape((2, 3))
+        (2, 3)
+        >>> check_shape((2.7,))
+        Traceback (most recent call last):
+        ...
+        TypeError: shape must be a non-negative int or a sequence of them, got (2.7,)
+    """
+    dims = (shape,) if isinstance(shape, numbers.Integral) else shape
+    if not isinstance(dims, (tuple, list)) or any(
+        isinstance(d, bool) or not isinstance(d, numbers.Integral) for d in dims
+    ):
+        raise TypeError(f"{name} must be a non-negative int or a sequence of them, got {shape!r}")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{name} must not have a negative size, got {tuple(dims)}")
+    return tuple(int(d) for d in dims)
 
 
 BACKENDS = ("auto", "torch", "fast")

@@ -203,6 +203,7 @@ def dropout(
     Neural Networks from Overfitting", JMLR 15 (2014).
     """
     check_input(x)
+    check_bool(training, "training")
     p = resolve_p(p, keep_prob)
     check_mode(mode)
     check_backend(backend)
@@ -265,6 +266,7 @@ def apply_mask(
         tensor([0.4000, 0.0000, 0.8000, 0.0000])
     """
     check_input(x)
+    check_bool(training, "training")
     if p is None and keep_prob is None:
         raise TypeError(
             "give p (drop probability) or keep_prob (= 1 - p): the mask's scale needs it"
@@ -443,6 +445,7 @@ def shared_dropout(
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
     x = check_input(x)
+    check_bool(training, "training")
     mask_shape = _shared_mask_shape(x, dims, noise_shape)
     return _masked_dropout(
         x, p, training, mask_shape, mode=mode, seed=seed, generator=generator, inplace=inplace
@@ -479,6 +482,7 @@ def _channel_dropout(x, p, training, keep_prob, mode, seed, generator, inplace, 
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
     x = check_input(x)
+    check_bool(training, "training")
     if spatial > 1 and (not training or p == 0 or x.numel() == 0):
         # as torch's dropout2d/3d: the rank matters only when channels are dropped
         return _eval_dropout(x, p, mode, inplace) if not training else x
@@ -693,6 +697,7 @@ def alpha_dropout(
     """
     p = resolve_p(p, keep_prob)
     x = check_input(x)
+    check_bool(training, "training")
     return _alpha_dropout(x, p, training, x.shape, seed, generator, inplace)
 
 
@@ -722,6 +727,7 @@ def feature_alpha_dropout(
     """
     p = resolve_p(p, keep_prob)
     x = check_input(x)
+    check_bool(training, "training")
     if not training or p == 0 or x.numel() == 0:
         return x  # at every rank, as torch (the channel dimension matters only when dropping)
     if x.dim() < 2:
@@ -775,6 +781,7 @@ def gaussian_dropout(
     """
     p = resolve_gaussian_p(p, keep_prob)
     x = check_input(x)
+    check_bool(training, "training")
     if not training or p == 0 or x.numel() == 0:
         return x
     sigma = math.sqrt(p / (1.0 - p))
@@ -832,6 +839,7 @@ def drop_connect(
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
     x = check_input(x)
+    check_bool(training, "training")
     weight = check_input(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(
@@ -898,6 +906,7 @@ def drop_path(
     mode = check_mode(mode)
     check_bool(scale_by_keep, "scale_by_keep")
     x = check_input(x)
+    check_bool(training, "training")
     if x.dim() == 0:
         raise ValueError("drop_path: expected an input of shape (N, *), got a 0-d tensor")
     mask_shape = (x.shape[0],) + (1,) * (x.dim() - 1)
@@ -959,6 +968,7 @@ def locked_dropout(
     mode = check_mode(mode)
     check_bool(batch_first, "batch_first")
     x = check_input(x)
+    check_bool(training, "training")
     if x.dim() == 3:
         n_dim = 0 if batch_first else 1
         mask_shape = tuple(s if d in (n_dim, 2) else 1 for d, s in enumerate(x.shape))
@@ -1057,6 +1067,7 @@ def drop_block_2d(
     check_bool(couple_channels, "couple_channels")
     check_bool(scale_by_keep, "scale_by_keep")
     x = check_input(x)
+    check_bool(training, "training")
     if x.dim() not in (3, 4):
         raise ValueError(
             "drop_block_2d: expected an input of shape (N, C, H, W) or (C, H, W), got "

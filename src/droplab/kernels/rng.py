@@ -10,11 +10,9 @@ wrap modulo ``2**64`` exactly as ``uint64`` would, and right shifts are made log
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from droplab._checks import check_mask_p, check_seed
+from droplab._checks import check_p, check_seed, check_shape
 from droplab._rng import (
     GOLDEN,
     MASK32,
@@ -105,8 +103,9 @@ def dropout_mask(shape, p: float, *, seed, device=None) -> torch.Tensor:
         >>> dropout_mask((2, 4), 0.5, seed=0).shape
         torch.Size([2, 4])
     """
-    shape = torch.Size((shape,) if isinstance(shape, numbers.Integral) else shape)
-    check_mask_p(p)
+    # a torch.Size is valid by construction (and holds symbolic sizes under a compiler)
+    shape = shape if isinstance(shape, torch.Size) else torch.Size(check_shape(shape))
+    p = check_p(p)
     if torch.compiler.is_compiling() and not isinstance(seed, torch.Tensor):
         # a traced int seed would be folded into the compiler's index arithmetic (and overflow)
         seed = torch.tensor(signed64(check_seed(seed)), device=device)

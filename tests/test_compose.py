@@ -18,6 +18,7 @@ import droplab
 from droplab import functional as F
 from droplab.kernels.fast import AUTO_MIN_NUMEL
 from droplab.kernels.rng import derive_seed, dropout_mask
+from test_kernels import _saved_bytes
 
 # name -> (module factory taking a seed or None, input shape). "dropout-auto" is large enough
 # for backend="auto" to take the fast kernel in eager; "dropout-fast" is small and forced.
@@ -436,19 +437,6 @@ def test_onnx_export_in_eval_matches_torch():
 # ----------------------------------------------------------------------------------------------
 # the route: the fused kernel in plain eager code, PyTorch ops under a transform
 # ----------------------------------------------------------------------------------------------
-
-
-def _saved_bytes(fn, x) -> int:
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(x)
-    return total
 
 
 def test_eager_keeps_the_fused_kernel_and_transforms_get_ops():

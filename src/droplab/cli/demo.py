@@ -32,7 +32,15 @@ import argparse
 from pathlib import Path
 
 from droplab._timer import Stopwatch
-from droplab.cli.options import add_engine, add_out, add_seed, add_subset, add_threads, positive_int
+from droplab.cli.options import (
+    add_engine,
+    add_force,
+    add_out,
+    add_seed,
+    add_subset,
+    add_threads,
+    positive_int,
+)
 from droplab.studies.demo import QUICK, RECIPES, activation_stats, hidden_activations, recipe
 
 DEFAULT_OUT = "droplab-runs/demo"
@@ -58,11 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_subset(parser, "train on the first N examples", "the recipe's, 2,000 or all")
     add_threads(parser)
     add_out(parser, DEFAULT_OUT, "output folder")
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite OUT when it holds a demo with other settings (refused otherwise, exit 2)",
-    )
+    add_force(parser, "a demo")
     parser.add_argument(
         "--quick",
         action="store_true",

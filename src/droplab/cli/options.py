@@ -191,3 +191,13 @@ def add_out(parser, default: str, help: str) -> None:
         metavar="DIR",
         help=f"{help} (default: ./{default})",
     )
+
+
+def add_force(parser, what: str) -> None:
+    """``--force``: overwrite an output folder holding ``what`` with other settings."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"overwrite the output folder when it holds {what} with other settings "
+        "(refused otherwise, exit 2)",
+    )

@@ -19,7 +19,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from droplab.cli.options import add_out, add_quiet, add_threads, config_argument, flag
+from droplab.cli.options import add_force, add_out, add_quiet, add_threads, config_argument, flag
 
 DEFAULT_OUT = "droplab-runs/train"
 
@@ -52,11 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from DIR/checkpoint (same settings; --epochs may grow)",
     )
-    g.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite DIR when it holds a run with other settings (refused otherwise, exit 2)",
-    )
+    add_force(g, "a run")
     add_quiet(g)
 
 

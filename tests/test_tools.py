@@ -212,7 +212,8 @@ def test_transformer_encoder_layer():
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.2)
     reference = copy.deepcopy(layer)
-    with pytest.warns(UserWarning, match="MultiheadAttention applies its attention dropout"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left out of reach: no warning
         replace_dropout(layer, seed=1)
     for name in ("dropout", "dropout1", "dropout2"):
         assert type(getattr(layer, name)) is droplab.Dropout
@@ -224,9 +225,8 @@ def test_transformer_encoder_layer():
     with torch.no_grad():
         torch.testing.assert_close(layer(x), reference(x))
     torch.testing.assert_close(layer(x), reference(x))
-    # train: the dropout comes from droplab's modules, so the seed fixes the output
+    # train: every dropout, attention's included, comes from droplab: the seed fixes the output
     layer.train()
-    layer.self_attn.dropout = 0.0  # torch's attention dropout is out of reach
     called = []
     for name in ("dropout", "dropout1", "dropout2"):
         getattr(layer, name).register_forward_hook(lambda m, i, o, n=name: called.append(n))
@@ -234,6 +234,8 @@ def test_transformer_encoder_layer():
     a = layer(x)
     for name in ("dropout", "dropout1", "dropout2"):
         getattr(layer, name).step = 0
+    assert layer.self_attn.forward.router.step == 1
+    layer.self_attn.forward.router.step = 0
     torch.manual_seed(11)
     b = layer(x)
     assert torch.equal(a, b)

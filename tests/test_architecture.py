@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, int]] = [
     ("droplab.functional", 2),
     ("droplab.layers", 3),
     ("droplab.tools", 4),
+    ("droplab.attention", 4),
     ("droplab.mc", 4),
     ("droplab.scratch", 4),
     ("droplab.data", 5),

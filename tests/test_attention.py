@@ -135,7 +135,9 @@ def test_rows_that_attend_to_nothing_give_zeros_like_torch():
     for p in (0.0, 0.5):
         got = sdpa(q, k, v, m, dropout_p=p, seed=0)
         assert not got.isnan().any() and torch.equal(got[0, 0, 1], torch.zeros(8, dtype=q.dtype))
-    assert torch.equal(TF.scaled_dot_product_attention(q, k, v, m)[0, 0, 1], torch.zeros(8).double())
+    assert torch.equal(
+        TF.scaled_dot_product_attention(q, k, v, m)[0, 0, 1], torch.zeros(8).double()
+    )
 
 
 def test_p1_drops_everything():
@@ -146,7 +148,9 @@ def test_p1_drops_everything():
 def test_gradcheck_with_a_fixed_mask():
     q, k, v = (t.requires_grad_() for t in qkv(1, 2, 5, e=3))
     m = torch.rand(5, 5, generator=torch.Generator().manual_seed(0)) > 0.2
-    assert torch.autograd.gradcheck(lambda a, b, c: sdpa(a, b, c, m, dropout_p=0.4, seed=9), (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: sdpa(a, b, c, m, dropout_p=0.4, seed=9), (q, k, v)
+    )
 
 
 def test_causal_with_a_mask_is_torchs_error():
@@ -331,7 +335,9 @@ def test_unknown_dropout_like_classes_are_named():
             return x
 
     model = nn.Sequential(nn.Linear(4, 4), MyDropBlock())
-    with pytest.warns(UserWarning, match=re.escape("1 (MyDropBlock) is not a dropout droplab knows")):
+    with pytest.warns(
+        UserWarning, match=re.escape("1 (MyDropBlock) is not a dropout droplab knows")
+    ):
         droplab.replace_dropout(model)
 
 

@@ -282,7 +282,13 @@ class _RoutedForward:
 # ----------------------------------------------------------------------------------------------
 
 _ATTENTION_FUNCTIONS = ("dropout", "scaled_dot_product_attention", "multi_head_attention_forward")
-_RANDOM_FUNCTIONS = ("dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+_RANDOM_FUNCTIONS = (
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+)
 _forward_cache: dict[type, tuple[bool, str | None]] = {}
 
 

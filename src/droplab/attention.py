@@ -272,9 +272,10 @@ class _RoutedForward:
         self.inner = module.__dict__.get("forward")
 
     def __call__(self, *args, **kwargs):
-        forward = self.inner or types.MethodType(type(self.module).forward, self.module)
         with self.router:
-            return forward(*args, **kwargs)
+            if self.inner is not None:
+                return self.inner(*args, **kwargs)
+            return type(self.module).forward(self.module, *args, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from droplab.experiments.mc_cmd import _loop_sample
 from droplab.mc import mc_predict
 from droplab.models import mlp
+from droplab.studies.mc_fashion import loop_sample
 
 
 def best(fn, repeats: int = 5) -> float:
@@ -46,7 +46,7 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             xb = x[:n]
             vec = best(lambda xb=xb, net=net: mc_predict(net, xb, args.T, progress=False))
-            loop = best(lambda xb=xb, net=net: _loop_sample(net, xb, args.T))
+            loop = best(lambda xb=xb, net=net: loop_sample(net, xb, args.T))
             print(f"{name:>8} {n:>6} {vec * 1e3:>11.1f} {loop * 1e3:>9.1f} {loop / vec:>8.1f}x")
 
 

@@ -47,7 +47,7 @@ def run_sweep(out: Path, workers: int, args) -> tuple[float, int]:
         wall = time.perf_counter() - t0
     if rc != 0:
         sys.exit(f"sweep failed (exit {rc}):\n{log.getvalue()}")
-    from droplab.experiments.store import Store
+    from droplab.studies.sweep.store import Store
 
     with Store(out / "sweep.db") as store:
         return wall, store.counts()["done"]
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting (best is kept)")
     args = parser.parse_args()
 
-    from droplab.experiments.executors import default_workers
+    from droplab.studies.sweep.executors import default_workers
 
     cores = default_workers()
     print(

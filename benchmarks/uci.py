@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 
-from droplab.experiments.uci import format_table, run_uci
+from droplab.studies.uci import format_table, run_uci
 
 DATASETS = ("boston", "concrete", "energy", "wine", "yacht")
 
@@ -48,10 +48,10 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
     if args.out:
-        from droplab.experiments.mc_cmd import _merge_json
+        from droplab._io import merge_json
         from droplab.report.mc import build
 
-        _merge_json(
+        merge_json(
             __import__("pathlib").Path(args.out) / "mc.json",
             {"uci": {s["dataset"]: s for s in summaries}},
         )

@@ -6,14 +6,14 @@ layers (droplab.Dropout inverted and classic, torch.nn.Dropout) pass; the NumPy 
 seeded Dropout draws the same masks as droplab's torch layer.
 
 Usage: python examples/01_custom_dropout_bug.py; exit status 1 if a check fails. The code,
-commented, is src/droplab/experiments/tour_sections/s01_custom_dropout.py (inside the package, so that
+commented, is src/droplab/tour/sections/s01_custom_dropout.py (inside the package, so that
 `droplab tour` runs it from an installed droplab).
 """
 
 import sys
 
-from droplab.experiments import tour
-from droplab.experiments.tour_sections.s01_custom_dropout import run  # noqa: F401  run() -> list[Check]
+from droplab.__main__ import main
+from droplab.tour.sections.s01_custom_dropout import run  # noqa: F401  run() -> list[Check]
 
 if __name__ == "__main__":
-    sys.exit(tour.main(["1", *sys.argv[1:]]))
+    sys.exit(main(["tour", "1", *sys.argv[1:]]))

@@ -5,14 +5,14 @@ gradients from autograd, from the NumPy engine's hand-written backward and from 
 by hand, and the course's gradient check.
 
 Usage: python examples/05_backprop.py; exit status 1 if a check fails. The code,
-commented, is src/droplab/experiments/tour_sections/s05_backprop.py (inside the package, so that
+commented, is src/droplab/tour/sections/s05_backprop.py (inside the package, so that
 `droplab tour` runs it from an installed droplab).
 """
 
 import sys
 
-from droplab.experiments import tour
-from droplab.experiments.tour_sections.s05_backprop import run  # noqa: F401  run() -> list[Check]
+from droplab.__main__ import main
+from droplab.tour.sections.s05_backprop import run  # noqa: F401  run() -> list[Check]
 
 if __name__ == "__main__":
-    sys.exit(tour.main(["5", *sys.argv[1:]]))
+    sys.exit(main(["tour", "5", *sys.argv[1:]]))

@@ -5,14 +5,14 @@ hand, with torch.optim and with the NumPy engine; the tutorial's exponential-ave
 SGD's dampening. `--plots DIR` writes the trajectories (optimizers.png).
 
 Usage: python examples/06_optimizers.py [--plots DIR]; exit status 1 if a check fails. The code,
-commented, is src/droplab/experiments/tour_sections/s06_optimizers.py (inside the package, so that
+commented, is src/droplab/tour/sections/s06_optimizers.py (inside the package, so that
 `droplab tour` runs it from an installed droplab).
 """
 
 import sys
 
-from droplab.experiments import tour
-from droplab.experiments.tour_sections.s06_optimizers import run  # noqa: F401  run() -> list[Check]
+from droplab.__main__ import main
+from droplab.tour.sections.s06_optimizers import run  # noqa: F401  run() -> list[Check]
 
 if __name__ == "__main__":
-    sys.exit(tour.main(["6", *sys.argv[1:]]))
+    sys.exit(main(["tour", "6", *sys.argv[1:]]))

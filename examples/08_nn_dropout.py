@@ -4,14 +4,14 @@ Which outputs are zeroed, the 1 / 0.6 scale of the kept ones, droplab reproducin
 from its mask, and the drop rate over a million elements.
 
 Usage: python examples/08_nn_dropout.py; exit status 1 if a check fails. The code,
-commented, is src/droplab/experiments/tour_sections/s08_nn_dropout.py (inside the package, so that
+commented, is src/droplab/tour/sections/s08_nn_dropout.py (inside the package, so that
 `droplab tour` runs it from an installed droplab).
 """
 
 import sys
 
-from droplab.experiments import tour
-from droplab.experiments.tour_sections.s08_nn_dropout import run  # noqa: F401  run() -> list[Check]
+from droplab.__main__ import main
+from droplab.tour.sections.s08_nn_dropout import run  # noqa: F401  run() -> list[Check]
 
 if __name__ == "__main__":
-    sys.exit(tour.main(["8", *sys.argv[1:]]))
+    sys.exit(main(["tour", "8", *sys.argv[1:]]))

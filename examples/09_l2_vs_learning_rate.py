@@ -5,14 +5,14 @@ rate ends at the least-squares weights, with L2 at the ridge weights: a smaller 
 not regularization.
 
 Usage: python examples/09_l2_vs_learning_rate.py; exit status 1 if a check fails. The code,
-commented, is src/droplab/experiments/tour_sections/s09_l2_vs_lr.py (inside the package, so that
+commented, is src/droplab/tour/sections/s09_l2_vs_lr.py (inside the package, so that
 `droplab tour` runs it from an installed droplab).
 """
 
 import sys
 
-from droplab.experiments import tour
-from droplab.experiments.tour_sections.s09_l2_vs_lr import run  # noqa: F401  run() -> list[Check]
+from droplab.__main__ import main
+from droplab.tour.sections.s09_l2_vs_lr import run  # noqa: F401  run() -> list[Check]
 
 if __name__ == "__main__":
-    sys.exit(tour.main(["9", *sys.argv[1:]]))
+    sys.exit(main(["tour", "9", *sys.argv[1:]]))

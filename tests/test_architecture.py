@@ -4,11 +4,7 @@ The layers, bottom first (STYLE.md "The layout"): errors/checks/RNG specificatio
 functional -> layers -> tools/mc/scratch -> data/models/train -> the public facade -> studies
 (the engines behind the commands) -> tour -> report -> CLI -> ``__main__``. A module may import
 its own layer or a lower one; an import that points up, or a cycle between packages, fails.
-
-Today's layout still mixes CLI code into ``experiments/`` (sweep.py, bench.py parse their own
-options) and the report reads ``experiments``' stores; those known upward imports are listed in
-``KNOWN_UPWARD`` / ``KNOWN_CYCLES`` below. The lists may only shrink: an entry that no longer
-occurs fails too, so whoever removes an upward import also removes its line.
+There are no exceptions: an upward import is mended by moving code, never by listing it here.
 """
 
 from __future__ import annotations
@@ -42,40 +38,12 @@ LAYERS: list[tuple[str, int]] = [
     ("droplab.models", 5),
     ("droplab.train", 5),
     ("droplab", 6),  # the facade: re-exports layers 0-5
-    ("droplab.experiments", 7),  # studies: sweep, store, executors, uci, bench
-    ("droplab.studies", 7),
-    ("droplab.experiments.tour", 8),
-    ("droplab.experiments.tour_sections", 8),
+    ("droplab.studies", 7),  # the engines behind the commands: sweep, uci, MC study, bench, demo
     ("droplab.tour", 8),
     ("droplab.report", 9),
-    ("droplab._cli", 10),
     ("droplab.cli", 10),
-    ("droplab.experiments.train_cmd", 10),
-    ("droplab.experiments.mc_cmd", 10),
-    ("droplab.experiments.demo", 10),
-    ("droplab.report.cmd", 10),
     ("droplab.__main__", 11),
 ]
-
-# Upward imports in today's layout (importer, imported): issue 19's move removes them.
-KNOWN_UPWARD = {
-    # sweep.py and bench.py hold their command-line parsing next to the engine
-    ("droplab.experiments.bench", "droplab._cli"),
-    ("droplab.experiments.sweep", "droplab._cli"),
-    ("droplab.experiments.executors", "droplab._cli"),
-    # the sweep engine builds its report itself
-    ("droplab.experiments.sweep", "droplab.report.sweep"),
-    # the tour runs the CLI's command table
-    ("droplab.experiments.tour", "droplab.__main__"),
-    ("droplab.experiments.tour", "droplab._cli"),
-}
-
-# Cycles between packages in today's layout (as sorted tuples of package names).
-KNOWN_CYCLES = {
-    # experiments' commands import report; report reads experiments' stores and UCI results;
-    # the tour (in experiments) runs __main__'s table, which names experiments' commands
-    ("droplab.__main__", "droplab.experiments", "droplab.report"),
-}
 
 RNG_CONSTANTS = {0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB}
 RNG_HOME = "droplab._rng"
@@ -196,15 +164,11 @@ def test_every_module_has_a_layer(graph):
 
 
 def test_no_import_points_up_the_layers(graph):
-    found = upward_imports(graph)
-    assert found - KNOWN_UPWARD == set(), "imports pointing up the layers"
-    assert KNOWN_UPWARD - found == set(), "fixed: remove these lines from KNOWN_UPWARD"
+    assert upward_imports(graph) == set(), "imports pointing up the layers"
 
 
 def test_no_cycle_between_packages(graph):
-    found = package_cycles(graph)
-    assert found - KNOWN_CYCLES == set(), "import cycles between packages"
-    assert KNOWN_CYCLES - found == set(), "fixed: remove these lines from KNOWN_CYCLES"
+    assert package_cycles(graph) == set(), "import cycles between packages"
 
 
 def test_scratch_never_imports_torch():

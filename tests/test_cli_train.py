@@ -15,7 +15,7 @@ import pytest
 
 from droplab import data as data_module
 from droplab.__main__ import main
-from droplab.experiments import train_cmd
+from droplab.cli import train as train_cmd
 
 SMALL = [
     "--hidden",
@@ -146,7 +146,7 @@ CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from conftest import make_tiny
-from droplab.experiments import train_cmd
+from droplab.cli import train as train_cmd
 from droplab.__main__ import main
 train_cmd.load_data = lambda: make_tiny(2048, 64)
 sys.exit(main(["train", "--out", {out!r}, "--epochs", "100000", "--hidden", "256,256",

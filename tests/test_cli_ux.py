@@ -8,7 +8,7 @@ import json
 import pytest
 
 from droplab.__main__ import main
-from droplab.experiments import train_cmd
+from droplab.cli import train as train_cmd
 
 SMALL = ["--hidden", "8", "--dropout", "0", "--epochs", "1", "--quiet"]
 
@@ -63,7 +63,7 @@ def test_data_commands_say_where_the_data_comes_from(command, capsys):
 
 
 def test_sweep_grid_keys_may_be_spelled_like_flags():
-    from droplab.experiments.sweep import _split_assignment
+    from droplab.studies.sweep.plan import _split_assignment
 
     assert _split_assignment("--grid", "batch-size=32,64") == ("batch_size", "32,64")
 
@@ -97,7 +97,7 @@ def test_mc_keeps_its_model_and_reports_settings_curves_provenance(
 def test_per_layer_dropout_is_spelled_as_in_a_sweep(text, expected):
     import argparse
 
-    from droplab.experiments.train_cmd import add_arguments, config_from_args
+    from droplab.cli.train import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from droplab.experiments.tour_sections import SECTIONS
+from droplab.tour.sections import SECTIONS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))

@@ -25,7 +25,7 @@ from droplab._io import (
     read_verified,
     remove_stale_temps,
 )
-from droplab.experiments import train_cmd
+from droplab.cli import train as train_cmd
 from droplab.train import TrainConfig, _load_checkpoint, load_model, train
 
 SMALL = ["--hidden", "32", "--dropout", "0.5", "--init", "torch", "--lr", "0.1",

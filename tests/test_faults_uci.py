@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from droplab.__main__ import main
-from droplab.experiments.uci import UCIDataError, load_uci
+from droplab.studies.uci import UCIDataError, load_uci
 
 SHIPPED = Path(__file__).parent / "data" / "uci"
 

@@ -11,7 +11,10 @@ from torch import nn
 
 import droplab
 from droplab import mc
+from droplab.mc import fast as mc_fast
 from droplab.mc import mc_dropout, mc_predict
+from droplab.mc import sampling as mc_sampling
+from droplab.mc import summary as mc_summary
 
 
 def mlp(p=0.5, *, bn=False, d=6, h=32, c=4, seed=0):
@@ -380,7 +383,7 @@ def test_metric_input_errors():
 
 
 def test_deterministic_prefix_runs_once_and_changes_nothing():
-    from droplab.mc import _deterministic_prefix
+    from droplab.mc.sampling import _deterministic_prefix
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(
@@ -406,7 +409,7 @@ def test_deterministic_prefix_runs_once_and_changes_nothing():
 
 
 def test_custom_modules_are_never_treated_as_deterministic():
-    from droplab.mc import _deterministic_prefix
+    from droplab.mc.sampling import _deterministic_prefix
 
     class Noisy(torch.nn.Module):
         def forward(self, x):
@@ -427,7 +430,7 @@ def test_custom_modules_are_never_treated_as_deterministic():
 def _module_path(monkeypatch, *args, **kwargs):
     """mc_predict with the fast path switched off: the modules called on each chunk."""
     with monkeypatch.context() as m:
-        m.setattr(mc, "_fast_plan", lambda *a: None)
+        m.setattr(mc_sampling, "plan", lambda *a: None)
         return mc_predict(*args, **kwargs)
 
 
@@ -476,11 +479,11 @@ def test_fast_path_equals_module_calls(monkeypatch, name, batch_size, block):
     calls in the same order, same droplab seeds and step counters), so the samples agree up to
     the rounding of matrix products of other shapes, and the global RNG ends in the same state.
     Small blocks put block edges inside passes and chunks."""
-    monkeypatch.setattr(mc, "_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(mc_sampling, "BLOCK_ELEMENTS", block)
     net, x = _fast_nets()[name], torch.randn(13, 6)
-    prefix, rest = mc._deterministic_prefix(net)
+    prefix, rest = mc_sampling._deterministic_prefix(net)
     h = prefix(x) if prefix is not None else x
-    assert mc._fast_plan(rest, h, [13 * 30]) is not None, "the fast path applies"
+    assert mc_fast.plan(rest, h, [13 * 30]) is not None, "the fast path applies"
     for seed in (7, None):
         torch.manual_seed(1)
         fast = mc_predict(net, x, 30, seed=seed, batch_size=batch_size, keep_samples=True)
@@ -512,9 +515,9 @@ def test_fast_path_covers_the_benchmark_mlps():
     tnet = nn.Sequential(*[nn.Dropout(m.p) if isinstance(m, droplab.Dropout) else m for m in net])
     h = torch.rand(4, 256)
     with mc_dropout(net), mc_dropout(tnet):
-        assert mc._fast_plan(mc._deterministic_prefix(net)[1], h, [200]) is not None
-        assert mc._fast_plan(mc._deterministic_prefix(tnet)[1], h, [200]) is not None
-    assert mc._torch_dropout_reproduced() in (True, False)
+        assert mc_fast.plan(mc_sampling._deterministic_prefix(net)[1], h, [200]) is not None
+        assert mc_fast.plan(mc_sampling._deterministic_prefix(tnet)[1], h, [200]) is not None
+    assert mc_fast.torch_dropout_reproduced() in (True, False)
 
 
 def test_fast_path_left_to_the_modules():
@@ -524,18 +527,18 @@ def test_fast_path_left_to_the_modules():
     hooked = nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 3))
     hooked[1].register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     with mc_dropout(hooked):
-        assert mc._fast_plan(hooked, h, [40]) is None  # hooks must run
-        assert mc._fast_plan(nn.Sequential(nn.Linear(8, 3)), h, [40]) is None  # no dropout
-        assert mc._fast_plan(nn.Sequential(nn.Dropout(0.0), nn.Linear(8, 3)), h, [40]) is None
+        assert mc_fast.plan(hooked, h, [40]) is None  # hooks must run
+        assert mc_fast.plan(nn.Sequential(nn.Linear(8, 3)), h, [40]) is None  # no dropout
+        assert mc_fast.plan(nn.Sequential(nn.Dropout(0.0), nn.Linear(8, 3)), h, [40]) is None
         assert (
-            mc._fast_plan(nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 3)), h.double(), [40]) is None
+            mc_fast.plan(nn.Sequential(nn.Dropout(0.5), nn.Linear(8, 3)), h.double(), [40]) is None
         )
     mc_predict(nn.Sequential(nn.Linear(8, 8), hooked), torch.randn(5, 8), 4, batch_size=7)
     assert sum(calls) == 20
 
 
 def test_torch_dropout_noise_is_torch_dropout():
-    if not mc._torch_dropout_reproduced():
+    if not mc_fast.torch_dropout_reproduced():
         pytest.skip("this CPU's torch draws Bernoulli masks in parallel chunks (MKL)")
     x = torch.randn(50, 33)
     with torch.random.fork_rng():
@@ -543,7 +546,7 @@ def test_torch_dropout_noise_is_torch_dropout():
         ref = nn.functional.dropout(x, 0.6)
         noise = torch.empty(x.numel())
         torch.manual_seed(5)
-        mc._torch_dropout_noise(noise, 0.4, torch.ones(()).div_(0.4), piece=77)
+        mc_fast.torch_dropout_noise(noise, 0.4, torch.ones(()).div_(0.4), piece=77)
     assert torch.equal(x * noise.view_as(x), ref)
 
 
@@ -552,11 +555,11 @@ def test_pieces_fill_and_accumulate_match_indexing():
     for n, start, length in [(1, 0, 7), (5, 0, 5), (5, 3, 1), (5, 3, 14), (7, 12, 30), (4, 8, 8)]:
         h = torch.randn(n, 3, generator=g)
         idx = torch.arange(start, start + length) % n
-        dst = mc._fill_rows(torch.empty(length, 3), h, start, n)
+        dst = mc_summary.fill_rows(torch.empty(length, 3), h, start, n)
         assert torch.equal(dst, h[idx])
         q = torch.randn(2, length, 3, generator=g)
         acc = torch.zeros(2, n, 3, dtype=torch.float64)
-        mc._accumulate(acc, q, start, n)
+        mc_summary.accumulate(acc, q, start, n)
         ref = torch.zeros(2, n, 3, dtype=torch.float64).index_add_(1, idx, q.double())
         torch.testing.assert_close(acc, ref)
 

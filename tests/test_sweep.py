@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from droplab.__main__ import main
-from droplab.experiments import sweep
-from droplab.experiments.store import Store, trial_id
+from droplab.cli import sweep as sweep_cli
+from droplab.errors import UsageError
+from droplab.studies.sweep import plan as sweep
+from droplab.studies.sweep.store import Store, trial_id
 
 HERE = Path(__file__).resolve().parent
 FAKE = "sweep_fakes:fake_train"
@@ -88,7 +90,7 @@ def test_toml_file_and_flags_merge(tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text("seeds = 2\n[grid]\ndropout = [0.0, 0.5, [0.2, 0.5]]\n[fixed]\nepochs = 3\n")
     args = _parse(["--file", str(path), "--grid", "subset=100,200", "--set", "lr=0.1"])
-    spec = sweep.build_spec(args)
+    spec = sweep.build_spec(args.file, args.grid, args.set, args.seeds)
     assert spec.grid == {"dropout": [0.0, 0.5, (0.2, 0.5)], "subset": [100, 200]}
     assert spec.fixed == {"epochs": 3, "lr": 0.1}
     assert spec.seeds == [0, 1]
@@ -106,7 +108,7 @@ def _parse(argv):
     import argparse
 
     parser = argparse.ArgumentParser()
-    sweep.add_arguments(parser)
+    sweep_cli.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -129,9 +131,9 @@ def test_train_config_completes_and_validates():
     assert a["dropout"] == [0.0, 0.0] and b["dropout"] == [0.3, 0.3]  # one rate, every layer
     assert "threads" not in a  # how a trial runs is not what it is
     assert set(a) == set(train.TrainConfig().to_dict()) - {"threads"}
-    with pytest.raises(sweep.UsageError, match="dropuot"):
+    with pytest.raises(UsageError, match="dropuot"):
         sweep.plan(sweep.SweepSpec(grid={"dropuot": [0.1]}), train.TrainConfig)
-    with pytest.raises(sweep.UsageError, match="dropout"):
+    with pytest.raises(UsageError, match="dropout"):
         sweep.plan(sweep.SweepSpec(grid={"dropout": [1.5]}), train.TrainConfig)
 
 

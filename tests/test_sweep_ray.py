@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from droplab.__main__ import main
-from droplab.experiments.store import Store
+from droplab.studies.sweep.store import Store
 
 pytestmark = pytest.mark.slow  # Ray takes ~10 s to start
 

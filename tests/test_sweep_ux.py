@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from droplab.__main__ import main
-from droplab.experiments.store import Store
+from droplab.studies.sweep.store import Store
 from test_sweep import FAKE, fake_log  # noqa: F401  (the fixture)
 
 

@@ -13,9 +13,9 @@ from torch import nn
 
 import droplab
 from droplab import layers
-from droplab.experiments.tour_sections.s01_custom_dropout import CustomDropout
 from droplab.kernels.rng import derive_seed
 from droplab.tools import ScalingCheck, check_scaling, replace_dropout
+from droplab.tour.sections.s01_custom_dropout import CustomDropout
 
 
 class UnscaledDropout(CustomDropout):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from droplab.__main__ import main
-from droplab.experiments.tour_sections import SECTIONS, find_section
-from droplab.experiments.tour_sections._common import Checks
+from droplab.tour.sections import SECTIONS, find_section
+from droplab.tour.sections._common import Checks
 
 
 def tour(capsys, *args) -> tuple[int, str]:
@@ -120,7 +120,7 @@ def test_a_broken_engine_makes_the_tour_fail(capsys, monkeypatch, breakage, sect
 
 
 def test_a_section_that_raises_is_a_fail_and_the_tour_goes_on(capsys, monkeypatch):
-    from droplab.experiments.tour_sections import s03_d2l_dropout
+    from droplab.tour.sections import s03_d2l_dropout
 
     def boom(plots=None):
         raise RuntimeError("boom")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from droplab.__main__ import main
-from droplab.experiments import uci
+from droplab.studies import uci
 
 # Yacht and Boston with their 20 splits ship with the tests (tests/data/uci/README.md)
 UCI_DIR = Path(__file__).resolve().parent / "data" / "uci"

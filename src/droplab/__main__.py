@@ -16,15 +16,15 @@ import sys
 # name -> (module that owns it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
-        "droplab.experiments.demo",
+        "droplab.cli.demo",
         "what dropout does: one network with and without it, a report",
     ),
-    "train": ("droplab.experiments.train_cmd", "train the MLP on Fashion-MNIST (torch or NumPy)"),
-    "sweep": ("droplab.experiments.sweep", "sweep dropout rates (and more) on cores or Ray"),
-    "mc": ("droplab.experiments.mc_cmd", "Monte-Carlo dropout: uncertainty, calibration, UCI"),
-    "bench": ("droplab.experiments.bench", "benchmark droplab's dropout kernels against PyTorch"),
-    "report": ("droplab.report.cmd", "(re)build the HTML report of a run or sweep folder"),
-    "tour": ("droplab.experiments.tour", "run every tutorial example, checked against PyTorch"),
+    "train": ("droplab.cli.train", "train the MLP on Fashion-MNIST (torch or NumPy)"),
+    "sweep": ("droplab.cli.sweep", "sweep dropout rates (and more) on cores or Ray"),
+    "mc": ("droplab.cli.mc", "Monte-Carlo dropout: uncertainty, calibration, UCI"),
+    "bench": ("droplab.cli.bench", "benchmark droplab's dropout kernels against PyTorch"),
+    "report": ("droplab.cli.report", "(re)build the HTML report of a run or sweep folder"),
+    "tour": ("droplab.cli.tour", "run every tutorial example, checked against PyTorch"),
 }
 
 EPILOG = """examples:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     from droplab.provenance import record_command
 
     record_command(["droplab", *argv])  # what every result file and report says was run
-    from droplab._cli import DroplabError, UsageError
+    from droplab.errors import DroplabError, UsageError
 
     _one_line_warnings()
     previous = signal.signal(signal.SIGTERM, _terminated) if _main_thread() else None

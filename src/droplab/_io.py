@@ -157,3 +157,21 @@ def torch_load_verified(path: str | os.PathLike, what: str):
         raise CorruptFileError(
             f"{path} is not {what} that loads ({type(e).__name__}: {str(e)[:120]})"
         ) from None
+
+
+def merge_json(path: str | os.PathLike, new: dict) -> Path:
+    """Add ``new``'s sections to the JSON object in ``path`` (a missing or unreadable file is an
+    empty object; ``uci`` sections merge by dataset name), atomically."""
+    path = Path(path)
+    data = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+    for key, value in new.items():
+        if key == "uci" and isinstance(data.get("uci"), dict):
+            data["uci"].update(value)
+        else:
+            data[key] = value
+    return atomic_write_json(path, data)

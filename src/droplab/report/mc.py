@@ -214,7 +214,7 @@ def fashion_sections(f: dict) -> list[Section]:
 
 
 def uci_section(uci: dict) -> Section:
-    from droplab.experiments.uci import within
+    from droplab.studies.uci import within
 
     sec = Section("UCI regression (Gal & Ghahramani 2016)")
     sec.add(

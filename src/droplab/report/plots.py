@@ -147,7 +147,7 @@ def weights_plot(
 def activations_plot(stats: Mapping[str, dict]) -> bytes:
     """Histograms of hidden activations (left) and of the units' mean activations (right).
 
-    ``stats`` maps a label to ``droplab.experiments.demo.activation_stats``'s dict (``edges``,
+    ``stats`` maps a label to ``droplab.studies.demo.activation_stats``'s dict (``edges``,
     ``counts``, ``unit_means``); the arms share the bins.
     """
     import numpy as np

@@ -192,7 +192,7 @@ def best_settings(trials, keys: list[str]) -> list[dict]:
 
 def best_of_store(directory) -> tuple[list[str], list[dict]]:
     """``(swept keys, best_settings rows)`` of the finished trials in ``DIR/sweep.db``."""
-    from droplab.experiments.store import Store
+    from droplab.studies.sweep.store import Store
 
     with Store(Path(directory) / "sweep.db", readonly=True) as store:
         trials = store.trials()
@@ -222,7 +222,7 @@ def write_csv(directory, trials, keys: list[str]) -> Path:
 
 def build(directory) -> Path:
     """Write ``DIR/report.html`` (and the PNG plots) from ``DIR/sweep.db``; returns its path."""
-    from droplab.experiments.store import Store
+    from droplab.studies.sweep.store import Store
 
     directory = Path(directory)
     with Store(directory / "sweep.db", readonly=True) as store:

@@ -30,7 +30,7 @@ import traceback
 
 from droplab._threads import set_threads
 
-DEFAULT_TRAINER = "droplab.experiments.executors:train_trial"
+DEFAULT_TRAINER = "droplab.studies.sweep.executors:train_trial"
 
 # per worker process: the trainer functions resolved so far, and the training data
 _TRAINERS: dict = {}
@@ -249,7 +249,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            from droplab._cli import DroplabError
+            from droplab.errors import DroplabError
 
             raise DroplabError(
                 "--executor ray needs Ray: pip install 'droplab[ray]' (on every node)"

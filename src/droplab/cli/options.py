@@ -1,8 +1,6 @@
-"""What every CLI handler shares: the error kinds that map to exit codes, argument types, and
-the options that several commands define alike.
+"""What the command modules share: argument types with their accepted ranges, and the options
+that several commands define alike (spelled once here).
 
-``UsageError`` (bad arguments) exits 2, ``DroplabError`` (anything else that went wrong in a way we
-can explain in one line: missing data, an unwritable folder) exits 1. Both print one line.
 The argument types raise ``argparse.ArgumentTypeError`` with the accepted range, which the
 parser turns into ``droplab CMD: error: argument --flag: ...`` and exit 2.
 """
@@ -12,14 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-
-
-class DroplabError(RuntimeError):
-    """A failure the CLI reports in one line with exit status 1."""
-
-
-class UsageError(ValueError):
-    """Bad command-line input: the CLI reports it in one line with exit status 2."""
 
 
 def _number(text: str, kind):

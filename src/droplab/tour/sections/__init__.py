@@ -28,7 +28,7 @@ class Check:
 class Section:
     number: int
     key: str  # a name for the command line: `droplab tour losses`
-    module: str  # the module under droplab.experiments.tour_sections
+    module: str  # the module under droplab.tour.sections
     title: str
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, side_by_side
+from droplab.tour.sections._common import Checks, heading, side_by_side
 
 PRED_CE = [[0.2, 0.6, 0.2], [0.1, 0.8, 0.1]]
 PRED_REG, TARGET_REG = [1.0, 1.0, 1.9], [2.0, 2.0, 2.0]

@@ -16,8 +16,8 @@ import torch
 
 import droplab
 from droplab import scratch
-from droplab.experiments.tour_sections._common import TOL, Checks, heading, show
 from droplab.functional import apply_mask
+from droplab.tour.sections._common import TOL, Checks, heading, show
 
 
 def run(plots=None) -> Checks:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.markup import escape
 
-from droplab.experiments.tour_sections import Check
+from droplab.tour.sections import Check
 
 TOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, show, side_by_side
+from droplab.tour.sections._common import Checks, heading, show, side_by_side
 
 
 def identity_check(checks: Checks) -> None:

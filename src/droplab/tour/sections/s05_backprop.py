@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, show, side_by_side
+from droplab.tour.sections._common import Checks, heading, show, side_by_side
 
 
 def torch_network(seed: int = 2) -> nn.Sequential:

@@ -19,7 +19,7 @@ import argparse
 import re
 from pathlib import Path
 
-from droplab._cli import (
+from droplab.cli.options import (
     add_engine,
     add_mlp,
     add_out,
@@ -163,7 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The ``TrainConfig`` of parsed arguments; a bad combination is a ``UsageError`` (exit 2)."""
-    from droplab._cli import UsageError
+    from droplab.errors import UsageError
     from droplab.train import TrainConfig
 
     dropout = per_layer(args.dropout, args.hidden)
@@ -209,7 +209,7 @@ def check_writable(out: Path, flag: str = "--out") -> Path:
     """Create ``out`` and check a file can be written there; else a one-line ``DroplabError``."""
     import tempfile
 
-    from droplab._cli import DroplabError
+    from droplab.errors import DroplabError
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -225,9 +225,9 @@ def load_data():
     """Fashion-MNIST, or a one-line ``DroplabError`` saying where it looked and what to do.
 
     A status line shows at once while it loads (a terminal only)."""
-    from droplab._cli import DroplabError
     from droplab._console import console
     from droplab.data import DataError, load_fashion_mnist
+    from droplab.errors import DroplabError
 
     out = console()
     try:
@@ -240,7 +240,7 @@ def load_data():
 
 
 def run(args: argparse.Namespace) -> int:
-    from droplab._cli import UsageError
+    from droplab.errors import UsageError
     from droplab.provenance import command_line
     from droplab.train import check_out_dir
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, plot_lines, side_by_side
+from droplab.tour.sections._common import Checks, heading, plot_lines, side_by_side
 
 LR, STEPS_PLOT = 0.01, 300
 

@@ -14,7 +14,7 @@ from torch import nn
 
 import droplab
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, show
+from droplab.tour.sections._common import Checks, heading, show
 
 
 class CustomDropout(nn.Module):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, plot_lines, side_by_side
+from droplab.tour.sections._common import Checks, heading, plot_lines, side_by_side
 
 LR, EPOCHS = 0.1, 200
 

@@ -17,8 +17,8 @@ from torch import nn
 
 import droplab
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, show
 from droplab.functional import apply_mask
+from droplab.tour.sections._common import Checks, heading, show
 
 
 def run(plots=None) -> Checks:

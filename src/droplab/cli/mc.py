@@ -21,13 +21,10 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-from droplab._cli import (
-    DroplabError,
-    UsageError,
+from droplab._io import merge_json
+from droplab.cli.options import (
     add_mlp,
     add_out,
     add_quiet,
@@ -38,6 +35,7 @@ from droplab._cli import (
     list_of,
     positive_int,
 )
+from droplab.errors import DroplabError, UsageError
 
 DEFAULT_OUT = "droplab-runs/mc"
 
@@ -172,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
     from droplab.provenance import provenance
 
     result["provenance"] = provenance(threads=torch.get_num_threads())
-    _merge_json(out / "mc.json", result)
+    try:
+        merge_json(out / "mc.json", result)
+    except OSError as e:
+        raise DroplabError(f"cannot write {out / 'mc.json'}: {e.strerror or e}") from None
     try:
         from droplab.report.mc import build
 
@@ -183,27 +184,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _merge_json(path: Path, new: dict) -> None:
-    """Add ``new``'s sections to ``path`` (UCI datasets merge by name), atomically."""
-    from droplab._io import atomic_write_json
-
-    data = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            data = {}
-    for key, value in new.items():
-        if key == "uci" and isinstance(data.get("uci"), dict):
-            data["uci"].update(value)
-        else:
-            data[key] = value
-    try:
-        atomic_write_json(path, data)
-    except OSError as e:
-        raise DroplabError(f"cannot write {path}: {e.strerror or e}") from None
-
-
 # ----------------------------------------------------------------------------------------------
 # UCI
 # ----------------------------------------------------------------------------------------------
@@ -212,7 +192,7 @@ def _merge_json(path: Path, new: dict) -> None:
 def run_uci_cmd(args) -> dict:
     import os
 
-    from droplab.experiments.uci import format_table, load_uci, resolve_name, run_uci
+    from droplab.studies.uci import format_table, load_uci, resolve_name, run_uci
 
     workers = args.workers or os.cpu_count() or 1
     summaries = {}
@@ -253,28 +233,6 @@ def run_uci_cmd(args) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def rotate(images, degrees: float):
-    """Rotate ``(N, 784)`` or ``(N, 1, 28, 28)`` images by ``degrees`` counter-clockwise about
-    their centre (bilinear, zeros outside), with ``affine_grid``/``grid_sample``."""
-    import math
-
-    import torch
-    import torch.nn.functional as F
-
-    x = images.reshape(-1, 1, 28, 28).float()
-    a = math.radians(degrees)
-    c, s = math.cos(a), math.sin(a)
-    # the grid maps output to input coordinates: rotate the sampling points by -angle
-    theta = torch.tensor([[c, s, 0.0], [-s, c, 0.0]], dtype=x.dtype).expand(x.shape[0], 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.reshape(images.shape)
-
-
-def _flat(images):
-    return images.reshape(images.shape[0], -1).float()
-
-
 def _model(args, data):
     """The MLP: loaded from --checkpoint or trained here."""
     from droplab.train import TrainConfig, load_model, train
@@ -290,7 +248,7 @@ def _model(args, data):
                 f"(this one is engine={config.engine!r})"
             )
         return model, config.to_dict(), None
-    from droplab.experiments.train_cmd import per_layer
+    from droplab.cli.train import per_layer
 
     dropout = per_layer(args.dropout, args.hidden)
     if len(dropout) != len(args.hidden):
@@ -308,31 +266,11 @@ def _model(args, data):
     return result.model, config.to_dict(), result.epochs
 
 
-def _loop_sample(model, x, T):
-    """The baseline: a Python loop of T stochastic forward passes (mean softmax)."""
-    import torch
-
-    from droplab.mc import mc_dropout
-
-    with mc_dropout(model), torch.no_grad():
-        return torch.stack([torch.softmax(model(x), -1) for _ in range(T)]).mean(0)
-
-
-def _time(fn, repeats: int = 5) -> float:
-    """Best CPU time (``time.process_time``) of ``repeats`` calls: on a shared machine, wall
-    time measures the neighbours; the minimum filters out the rest of the noise."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
-
-
 def run_fashion(args) -> dict:
+    """The Fashion-MNIST study (``droplab.studies.mc_fashion``), printed as it goes."""
     import torch
 
-    from droplab import mc
+    from droplab.studies import mc_fashion
 
     try:
         from droplab.data import load_fashion_mnist
@@ -340,122 +278,55 @@ def run_fashion(args) -> dict:
         data = load_fashion_mnist(args.data_root)
     except FileNotFoundError as e:
         raise DroplabError(str(e)) from None
-    train_set, test_set = data
     model, config, final = _model(args, data)
     model.eval()
-    x, y = _flat(test_set.images), test_set.labels.long()
-    progress = False if args.quiet else None
-
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        ws = torch.softmax(model(x), -1)  # weight scaling: the deterministic eval network
-    rows = [{"method": "weight scaling", "T": None, **mc.classification_metrics(ws, y)}]
-    T_max = max(args.samples)
-    pred = mc.mc_predict(model, x, T_max, seed=args.seed, keep_samples=True, progress=progress)
-    t_mc = time.perf_counter() - t0
-    for T in sorted(args.samples):
-        probs = pred.samples[:T].mean(0)
-        rows.append({"method": "MC dropout", "T": T, **mc.classification_metrics(probs, y)})
-    T_ref = 50 if 50 in args.samples else T_max
-    mc_probs = pred.samples[:T_ref].mean(0)
-    errors_ws = ws.argmax(1) != y
-    errors_mc = mc_probs.argmax(1) != y
-    h = -torch.special.xlogy(mc_probs, mc_probs).sum(1)
-    ref = mc.mc_predict(model, x, T_ref, seed=args.seed) if T_ref != T_max else pred
-    uncertainty = {
-        "T": T_ref,
-        "auroc_error_entropy_mc": mc.auroc(h, errors_mc),
-        "auroc_error_bald_mc": mc.auroc(ref.mutual_info, errors_mc),
-        "auroc_error_maxprob_ws": mc.auroc(-ws.max(1).values, errors_ws),
-        "auroc_error_entropy_ws": mc.auroc(-torch.special.xlogy(ws, ws).sum(1), errors_ws),
-    }
-    reliability = {
-        "weight scaling": mc.reliability(ws, y),
-        f"MC dropout (T={T_ref})": mc.reliability(mc_probs, y),
-    }
-    for r in rows:
-        label = "weight scaling" if r["T"] is None else f"MC dropout, T={r['T']}"
-        print(
-            f"{label:>22}: acc {r['accuracy']:.4f}  nll {r['nll']:.4f}  "
-            f"brier {r['brier']:.4f}  ece {r['ece']:.4f}"
-        )
-    print(
-        f"AUROC of predictive entropy for telling errors: MC {uncertainty['auroc_error_entropy_mc']:.3f}"
-        f", weight scaling {uncertainty['auroc_error_entropy_ws']:.3f}"
+    test_set = data[1]
+    x, y = mc_fashion.flat(test_set.images), test_set.labels.long()
+    result = mc_fashion.calibration(
+        model, x, y, args.samples, seed=args.seed, progress=False if args.quiet else None
     )
-
-    # rotated images: accuracy falls, uncertainty should rise
-    xr_base = x[: args.rotation_images]
-    yr = y[: args.rotation_images]
-    rotation = []
-    for angle in args.angles:
-        xr = rotate(xr_base, angle)
-        with torch.no_grad():
-            wsr = torch.softmax(model(xr), -1)
-        pr = mc.mc_predict(model, xr, args.rotation_samples, seed=args.seed, progress=False)
-        rotation.append(
-            {
-                "angle": float(angle),
-                "accuracy_mc": mc.accuracy(pr.mean, yr),
-                "accuracy_ws": mc.accuracy(wsr, yr),
-                "entropy_mc": float(pr.entropy.mean()),
-                "entropy_ws": float(-torch.special.xlogy(wsr, wsr).sum(1).mean()),
-                "mutual_info_mc": float(pr.mutual_info.mean()),
-                "confidence_mc": float(pr.mean.max(1).values.mean()),
-                "confidence_ws": float(wsr.max(1).values.mean()),
-                "nll_mc": mc.nll(pr.mean, yr),
-                "nll_ws": mc.nll(wsr, yr),
-            }
-        )
-        r = rotation[-1]
+    _print_calibration(result)
+    n = args.rotation_images
+    points = mc_fashion.rotation(
+        model, x[:n], y[:n], args.angles, samples=args.rotation_samples, seed=args.seed
+    )
+    for r in points:
         print(
-            f"rotation {angle:5.1f}°: acc MC {r['accuracy_mc']:.3f} / WS {r['accuracy_ws']:.3f}"
+            f"rotation {r['angle']:5.1f}°: acc MC {r['accuracy_mc']:.3f} / WS {r['accuracy_ws']:.3f}"
             f"  entropy MC {r['entropy_mc']:.3f}  BALD {r['mutual_info_mc']:.3f}"
         )
-
-    speed = speed_table(model, x, args.speed_sizes, T=50)
+    speed = mc_fashion.speed_table(model, x, args.speed_sizes, T=50)
     for s in speed:
         print(
             f"sampling N={s['N']:>4}, T={s['T']}: vectorized {s['vectorized_s'] * 1e3:.1f} ms, "
             f"loop {s['loop_s'] * 1e3:.1f} ms (CPU time), speed-up {s['speedup']:.1f}x"
         )
-
     return {
         "config": config,
         "train_final": final[-1] if final else None,
         "epochs": final,  # the training curves of the model (the report plots them)
         "test_examples": int(x.shape[0]),
-        "metrics": rows,
-        "uncertainty": uncertainty,
-        "reliability": reliability,
+        **result,
         "rotation": {
-            "images": int(xr_base.shape[0]),
+            "images": int(x[:n].shape[0]),
             "samples": args.rotation_samples,
-            "points": rotation,
-        },
+            "points": points,
+        },  # fmt: skip
         "speed": speed,
-        "seconds_mc": t_mc,
         "seed": args.seed,
         "threads": torch.get_num_threads(),
     }
 
 
-def speed_table(model, x, sizes, *, T: int = 50) -> list[dict]:
-    """Vectorized ``mc_predict`` against a Python loop of ``T`` passes, same run, same model."""
-    from droplab.mc import mc_predict
-
-    rows = []
-    for n in sizes:
-        xb = x[:n]
-        vec = _time(lambda xb=xb: mc_predict(model, xb, T, progress=False))
-        loop = _time(lambda xb=xb: _loop_sample(model, xb, T))
-        rows.append(
-            {
-                "N": int(xb.shape[0]),
-                "T": T,
-                "vectorized_s": vec,
-                "loop_s": loop,
-                "speedup": loop / vec,
-            }
+def _print_calibration(result: dict) -> None:
+    for r in result["metrics"]:
+        label = "weight scaling" if r["T"] is None else f"MC dropout, T={r['T']}"
+        print(
+            f"{label:>22}: acc {r['accuracy']:.4f}  nll {r['nll']:.4f}  "
+            f"brier {r['brier']:.4f}  ece {r['ece']:.4f}"
         )
-    return rows
+    u = result["uncertainty"]
+    print(
+        f"AUROC of predictive entropy for telling errors: MC {u['auroc_error_entropy_mc']:.3f}"
+        f", weight scaling {u['auroc_error_entropy_ws']:.3f}"
+    )

@@ -13,7 +13,7 @@ import torch
 
 import droplab
 from droplab import scratch
-from droplab.experiments.tour_sections._common import Checks, heading, show
+from droplab.tour.sections._common import Checks, heading, show
 
 
 def dropout_layer(X, dropout):

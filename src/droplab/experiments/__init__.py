@@ -1,1 +1,0 @@
-"""Experiments: the demo, sweeps (executors, result store), Monte-Carlo studies, benchmarks."""

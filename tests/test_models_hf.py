@@ -259,3 +259,37 @@ def test_mc_predict_without_dropout_is_the_eval_softmax():
     with torch.no_grad():
         want = model(x).logits.softmax(-1)
     torch.testing.assert_close(out.mean, want, atol=1e-6, rtol=0)
+
+
+def attention_only_bert() -> nn.Module:
+    """BERT whose only dropout is on the attention probabilities."""
+    model = hf_model("bert", p=0.0)
+    for m in model.modules():
+        if hasattr(m, "attention_head_size"):  # BertSelfAttention
+            m.dropout.p = 0.3
+    return model.eval()
+
+
+def test_mc_dropout_samples_routed_attention_dropout_and_restores_everything():
+    model = droplab.replace_dropout(attention_only_bert(), seed=0)
+    routers = [m.forward.router for _, m in A.routed_modules(model)]
+    routers[0].step = 5
+    flags = [m.training for m in model.modules()]
+    x = hf_input("bert")
+    out = droplab.mc_predict(model, x, samples=8, seed=0)
+    assert float(out.mutual_info.max()) > 0  # only the attention dropout can make passes differ
+    assert [r.step for r in routers] == [5, 0]
+    assert [m.training for m in model.modules()] == flags
+    with droplab.mc_dropout(model):
+        on = {n for n, m in model.named_modules() if m.training}
+    assert on == {n for n, _ in A.routed_modules(model)} | {
+        n for n, m in model.named_modules() if isinstance(m, droplab.Dropout)
+    }
+    # seeded routers: the same samples again
+    assert torch.equal(droplab.mc_predict(model, x, samples=8, seed=0).mean, out.mean)
+
+
+def test_mc_dropout_leaves_unrouted_attention_in_eval():
+    model = attention_only_bert()
+    with pytest.warns(RuntimeWarning, match="identical outputs"):
+        droplab.mc_predict(model, hf_input("bert"), samples=3, seed=0)

@@ -33,6 +33,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from droplab import functional as F
+from droplab.kernels import rng
 from droplab.kernels.rng import check_seed, derive_seed
 
 __all__ = [
@@ -184,16 +185,33 @@ class AttentionRouter(TorchFunctionMode):
         super().__init__()
         self.path = path  # the module's name in the model, for warnings
         self.seed = None if seed is None else check_seed(seed)
-        self.step = 0  # routed calls so far (seeded masks): save it to resume a run
+        # routed calls so far (seeded masks), read and set as the int `step`: a 0-d tensor as in
+        # droplab's modules, so that a compiler may take it as a graph input
+        self._step = torch.zeros((), dtype=torch.int64)
         self.backend = F.check_backend(backend)
         self.warned: set[str] = set()
         self._mha = None  # torch's multi_head_attention_forward, calling back into this router
 
-    def _next_seed(self) -> int | None:
+    @property
+    def step(self) -> int:
+        """Routed calls so far (each seeded call ``k`` uses ``derive_seed(seed, k)``)."""
+        return int(self._step)
+
+    @step.setter
+    def step(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"step must be an int >= 0, got {value!r}")
+        self._step.fill_(value)
+
+    def _next_seed(self):
         if self.seed is None:
             return None
-        seed = derive_seed(self.seed, self.step)
-        self.step += 1
+        tensor_seed = getattr(rng, "derive_seed_tensor", None)
+        if tensor_seed is not None and torch.compiler.is_compiling():
+            seed = tensor_seed(self.seed, self._step)  # traced: no recompile per step
+        else:
+            seed = derive_seed(self.seed, int(self._step))
+        self._step.add_(1)
         return seed
 
     def sdpa(self, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, **kw):

@@ -346,3 +346,26 @@ def test_route_attention_invalid_arguments():
         A.route_attention(mha(), backend="gpu")
     with pytest.raises((ValueError, TypeError), match="seed"):
         A.route_attention(mha(), seed=-1)
+
+
+def test_the_router_is_active_in_its_own_thread_only():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    class Waiting(nn.Module):
+        def forward(self, q):
+            started.set()
+            release.wait(10)
+            return TF.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+
+    m = Waiting()
+    (router,) = A.route_attention(m, seed=0)
+    worker = threading.Thread(target=lambda: m(torch.randn(1, 1, 4, 8)))
+    worker.start()
+    started.wait(10)
+    # the other thread is inside the routed forward; this thread's calls are torch's own
+    assert not torch._C._is_torch_function_mode_enabled()
+    release.set()
+    worker.join()
+    assert router.step == 1

@@ -251,3 +251,38 @@ def test_replaced_model_trains_like_the_torch_model_in_eval():
     replace_dropout(model).eval()
     x = torch.randn(4, 8)
     assert torch.equal(model(x), reference(x))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from droplab import tools
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(tools, optionflags=flags)
+    assert result.attempted >= 10 and result.failed == 0
+
+
+def test_restore_dropout_undoes_replace_dropout_and_refuses_non_modules():
+    mha = nn.MultiheadAttention(8, 2, dropout=0.1)
+    drop = nn.Dropout(0.3)
+    model = nn.Sequential(drop, nn.Sequential(mha))
+    replace_dropout(model, seed=0)
+    assert type(model[0]) is droplab.Dropout and "forward" in mha.__dict__
+    assert droplab.tools.restore_dropout(model) is model
+    assert model[0] is drop and "forward" not in mha.__dict__
+    assert droplab.tools.restore_dropout(replace_dropout(nn.Dropout(0.2))).__class__ is nn.Dropout
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got int 3"):
+        droplab.tools.restore_dropout(3)
+
+
+def test_kwargs_a_constructor_does_not_take_are_left_out():
+    from _timm_like import DropPath
+
+    model = replace_dropout(nn.Sequential(nn.Dropout(0.1), DropPath(0.2)), backend="torch")
+    assert model[0].backend == "torch" and type(model[1]) is droplab.DropPath
+
+
+def test_classic_mode_warns_that_attention_stays_inverted():
+    with pytest.warns(UserWarning, match=re.escape("attention dropout stays inverted")):
+        replace_dropout(nn.MultiheadAttention(8, 2, dropout=0.1), mode="classic")

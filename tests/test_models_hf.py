@@ -128,6 +128,22 @@ def test_every_dropout_draws_from_droplab(kind, impl):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_sdpa_and_eager_draw_the_same_attention_mask(kind):
+    # the same seed routes the same mask to SDPA's probabilities and to the eager F.dropout of
+    # the attention weights (both (B, heads, L, S)): the two implementations agree in training
+    x, kw = hf_input(kind), {}
+    if kind == "bert":  # with padding: a mask through both paths
+        kw["attention_mask"] = (torch.arange(SEQ) < 12).long().expand(BATCH, SEQ)
+    outs = []
+    for impl in IMPLS:
+        model = droplab.replace_dropout(hf_model(kind, impl, p=0.2), seed=3)
+        outs.append(model.train()(x, **kw).logits)
+        with torch.no_grad():
+            assert not torch.allclose(outs[-1], model.eval()(x, **kw).logits)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_seeded_training_is_repeatable_end_to_end(kind):
     base = hf_model(kind)
     runs = {}

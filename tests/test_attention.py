@@ -251,6 +251,7 @@ def test_deepcopy_and_pickle_keep_the_routing_apart():
     m = mha()
     A.route_attention(m, seed=0)
     x = torch.randn(2, 6, 16)
+    m(x, x, x)  # the router has built its copy of torch's MHA function: not shared
     for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert twin.forward.module is twin and twin.forward.router is not m.forward.router
         twin.forward.router.step = m.forward.router.step = 0

@@ -266,6 +266,7 @@ class AttentionRouter(TorchFunctionMode):
         if func is TF.multi_head_attention_forward:
             return self.multi_head_attention_forward(*args, **kwargs)
         name = _UNROUTABLE.get(func)
+        # with gradients on (training), not at inference, where such draws are rarely dropout
         if name is not None and name not in self.warned and torch.is_grad_enabled():
             self.warned.add(name)
             warnings.warn(
@@ -274,6 +275,11 @@ class AttentionRouter(TorchFunctionMode):
                 stacklevel=2,
             )
         return func(*args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # the private copy of torch's function calls back into *this* router: a copy (deepcopy,
+        # pickle) builds its own
+        return {**self.__dict__, "_mha": None}
 
     def __repr__(self) -> str:
         seed = "" if self.seed is None else f", seed={self.seed}"

@@ -17,6 +17,7 @@ from torch import nn
 import droplab
 from droplab import attention as A
 from droplab.attention import scaled_dot_product_attention as sdpa
+from droplab.kernels import rng as krng
 from droplab.kernels.rng import derive_seed
 
 
@@ -370,3 +371,71 @@ def test_the_router_is_active_in_its_own_thread_only():
     release.set()
     worker.join()
     assert router.step == 1
+
+
+def test_two_threads_running_routed_mha_keep_their_own_masks():
+    import threading
+
+    models = [mha(seed=0), mha(seed=0)]
+    for i, m in enumerate(models):
+        A.route_attention(m, seed=10 + i)
+    x = torch.randn(2, 6, 16)
+    n = 40
+
+    def run(m, out):
+        for _ in range(n):
+            out.append(m(x, x, x, need_weights=False)[0])
+
+    alone = []
+    for m in models:
+        got = []
+        run(m, got)
+        alone.append(got)
+        m.forward.router.step = 0
+    together = [[], []]
+    threads = [threading.Thread(target=run, args=(m, out)) for m, out in zip(models, together)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)) and len(b) == n
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.compile of a routed model
+# ----------------------------------------------------------------------------------------------
+
+needs_tensor_seeds = pytest.mark.skipif(
+    not hasattr(krng, "derive_seed_tensor"),
+    reason="traced seeds (derive_seed_tensor) come with the composable core (issue 18, kernels)",
+)
+
+
+@needs_tensor_seeds
+@pytest.mark.parametrize("kind", ["timm", "mha"])
+def test_compiled_routed_model_has_no_graph_break_no_recompile_and_eager_bits(kind):
+    import _timm_like
+
+    torch.manual_seed(0)
+    if kind == "timm":
+        model = _timm_like.Block(16, 2, proj_drop=0.1, attn_drop=0.2, drop_path=0.1)
+    else:
+        model = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.2, batch_first=True)
+    droplab.replace_dropout(model, seed=1)
+    twin = copy.deepcopy(model)
+    x = torch.randn(4, 6, 16)
+    explained = torch._dynamo.explain(copy.deepcopy(model))(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=backend)
+    for _ in range(3):
+        assert torch.equal(compiled(x), twin(x))
+    assert len(graphs) == 1
+    assert [r.step for _, m in A.routed_modules(model) for r in [m.forward.router]] == [3]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import threading
 import types
 import warnings
 
@@ -190,7 +191,6 @@ class AttentionRouter(TorchFunctionMode):
         self._step = torch.zeros((), dtype=torch.int64)
         self.backend = F.check_backend(backend)
         self.warned: set[str] = set()
-        self._mha = None  # torch's multi_head_attention_forward, calling back into this router
 
     @property
     def step(self) -> int:
@@ -242,18 +242,12 @@ class AttentionRouter(TorchFunctionMode):
         return self.dropout(input, p, train)
 
     def multi_head_attention_forward(self, *args, **kwargs):
-        if self._mha is None:
-            # torch's own function, its global names SDPA and dropout bound to this router:
-            # a private copy of the function, never a change to torch.nn.functional
-            fn = TF.multi_head_attention_forward
-            scope = dict(fn.__globals__)
-            scope["scaled_dot_product_attention"] = self.sdpa
-            scope["dropout"] = self.dropout
-            self._mha = types.FunctionType(
-                fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__
-            )
-            self._mha.__kwdefaults__ = fn.__kwdefaults__
-        return self._mha(*args, **kwargs)
+        routers = _routers()
+        routers.append(self)  # what the copy's SDPA and dropout call back into
+        try:
+            return _MHA(*args, **kwargs)
+        finally:
+            routers.pop()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -276,14 +270,43 @@ class AttentionRouter(TorchFunctionMode):
             )
         return func(*args, **kwargs)
 
-    def __getstate__(self) -> dict:
-        # the private copy of torch's function calls back into *this* router: a copy (deepcopy,
-        # pickle) builds its own
-        return {**self.__dict__, "_mha": None}
-
     def __repr__(self) -> str:
         seed = "" if self.seed is None else f", seed={self.seed}"
         return f"AttentionRouter({self.path!r}{seed}, step={self.step})"
+
+
+# torch's multi_head_attention_forward with its global names SDPA and dropout sent to the router
+# running it (the innermost of this thread's routers): a private copy of the function, never a
+# change to torch.nn.functional
+_LOCAL = threading.local()
+_TRACING: list[AttentionRouter] = []  # while a compiler traces (one frame at a time)
+
+
+def _routers() -> list[AttentionRouter]:
+    if torch.compiler.is_compiling():
+        return _TRACING  # a plain list the tracer follows; the graph keeps what it resolved
+    if not hasattr(_LOCAL, "stack"):
+        _LOCAL.stack = []
+    return _LOCAL.stack
+
+
+def _mha_sdpa(*args, **kwargs):
+    return _routers()[-1].sdpa(*args, **kwargs)
+
+
+def _mha_dropout(*args, **kwargs):
+    return _routers()[-1].dropout(*args, **kwargs)
+
+
+def _private_mha() -> types.FunctionType:
+    fn = TF.multi_head_attention_forward
+    scope = {**fn.__globals__, "scaled_dot_product_attention": _mha_sdpa, "dropout": _mha_dropout}
+    copy = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    return copy
+
+
+_MHA = _private_mha()
 
 
 class _RoutedForward:

@@ -3,7 +3,9 @@
 ``check_scaling`` measures what a dropout layer must guarantee, ``E[y_train] = y_eval``, and
 flags the tutorial bug of scaling twice (dividing by ``1 - p`` in training AND multiplying by
 ``1 - p`` at eval). ``replace_dropout`` turns a torch model into one whose dropout is droplab's
-(seedable, classic or inverted, fast kernels), keeping every ``p``.
+(seedable, classic or inverted, fast kernels), keeping every ``p``: its modules (timm-style
+``DropPath`` included) and, through ``droplab.attention``, the attention dropout that models
+apply inside ``F.scaled_dot_product_attention``; ``restore_dropout`` undoes it.
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ def replace_dropout(model: nn.Module, *, attention: bool = True, **kwargs) -> nn
     A warning names, by module path, each dropout it cannot reach: a forward that draws its own
     random numbers (``torch.rand_like``, ``bernoulli``, ``F.dropout2d``, ... read from its
     source), a module whose class is named like a dropout but is not one droplab knows. A
-    routed forward that makes such a draw in training is named once more when it happens.
+    routed forward that makes such a draw with gradients on is named once more when it happens.
 
     ``kwargs`` go to every droplab constructor that takes them (``mode``, ``backend``, ...). A
     ``seed`` is not shared: the ``i``-th replaced module (in ``model.modules()`` order) gets

@@ -101,6 +101,17 @@ def test_causal_scale_and_gqa_match_the_twin():
     )
 
 
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_a_mask_that_broadcasts_the_batch_matches_the_twin(kind):
+    q, k, v = qkv(1, 2, 4)  # one query batch, masks for three
+    g = torch.Generator().manual_seed(4)
+    m = torch.rand(3, 1, 4, 4, generator=g) > 0.3
+    m = m if kind == "bool" else torch.randn(3, 1, 4, 4, generator=g).double()
+    got = sdpa(q, k, v, m, dropout_p=0.2, seed=8)
+    assert got.shape == (3, 2, 4, 8)
+    torch.testing.assert_close(got, reference(q, k, v, m, 0.2, seed=8), rtol=1e-12, atol=1e-12)
+
+
 def test_kept_probabilities_are_scaled_exactly_and_the_drop_rate_is_binomial():
     # v = identity: the output is the dropped probability matrix itself
     n, L, p = 16, 64, 0.3

@@ -127,17 +127,26 @@ def scaled_dot_product_attention(
         groups = query.size(-3) // key.size(-3)
         key = key.repeat_interleave(groups, dim=-3)
         value = value.repeat_interleave(groups, dim=-3)
-    scores = query @ key.transpose(-2, -1) * factor  # (N, ..., L, S)
+    # the scale on q (L x E), not on the scores (L x S): one pass less over the largest tensor;
+    # the mask in place, on the matmul's fresh output (its backward does not need it)
+    scores = (query * factor) @ key.transpose(-2, -1)  # (N, ..., L, S)
     masked = False
     if is_causal:
         causal = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
+        scores.masked_fill_(~causal, float("-inf"))
         masked = True
     if attn_mask is not None:
+        # in place unless the mask broadcasts the scores to a larger shape
+        grows = torch.broadcast_shapes(scores.shape, attn_mask.shape) != scores.shape
         if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
+            fill = float("-inf")
+            scores = (
+                scores.masked_fill(~attn_mask, fill)
+                if grows
+                else scores.masked_fill_(~attn_mask, fill)
+            )
         else:
-            scores = scores + attn_mask
+            scores = scores + attn_mask if grows else scores.add_(attn_mask)
         masked = True
     # a row that may attend to nothing gives zeros, as in PyTorch's math kernel, not NaN
     probs = torch._safe_softmax(scores, -1) if masked else scores.softmax(-1)

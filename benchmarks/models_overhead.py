@@ -212,7 +212,12 @@ def components(kind: str, rounds: int) -> None:
     from droplab.attention import scaled_dot_product_attention
 
     shapes, qkv, layers = dropout_shapes(kind)
-    q, k, v = (torch.randn(qkv, requires_grad=True) for _ in range(3))
+    b, h, length, d = qkv
+    # as the models make them: (B, L, H * D) projections viewed as (B, H, L, D), not contiguous
+    q, k, v = (
+        torch.randn(b, length, h * d).view(b, length, h, d).transpose(1, 2).requires_grad_()
+        for _ in range(3)
+    )
     leaves = [torch.randn(s, requires_grad=True) for s in shapes]
     sdpa = nn.functional.scaled_dot_product_attention
 

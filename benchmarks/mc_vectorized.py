@@ -14,18 +14,10 @@ import time
 
 import torch
 
+from droplab._timer import best_of
 from droplab.mc import mc_predict
 from droplab.models import mlp
 from droplab.studies.mc_fashion import loop_sample
-
-
-def best(fn, repeats: int = 5) -> float:
-    t = float("inf")
-    for _ in range(repeats):
-        c = time.process_time()
-        fn()
-        t = min(t, time.process_time() - c)
-    return t
 
 
 def main() -> None:
@@ -45,8 +37,13 @@ def main() -> None:
     for name, net in (("droplab", droplab_net), ("torch", torch_net)):
         for n in (int(s) for s in args.sizes.split(",")):
             xb = x[:n]
-            vec = best(lambda xb=xb, net=net: mc_predict(net, xb, args.T, progress=False))
-            loop = best(lambda xb=xb, net=net: loop_sample(net, xb, args.T))
+            vec = best_of(
+                lambda xb=xb, net=net: mc_predict(net, xb, args.T, progress=False),
+                clock=time.process_time,
+            )
+            loop = best_of(
+                lambda xb=xb, net=net: loop_sample(net, xb, args.T), clock=time.process_time
+            )
             print(f"{name:>8} {n:>6} {vec * 1e3:>11.1f} {loop * 1e3:>9.1f} {loop / vec:>8.1f}x")
 
 

@@ -18,9 +18,10 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
+
+from droplab._timer import Stopwatch
 
 P1, P2, LR, BATCH, HIDDEN = 0.2, 0.5, 0.5, 256, 256
 
@@ -161,9 +162,9 @@ def main(argv=None) -> int:
         run(X, y, orders[0][: 5 * BATCH])  # warm-up: allocator, BLAS threads, first-call paths
         times[name] = []
         for order in orders:
-            t0 = time.perf_counter()
+            watch = Stopwatch()
             total = run(X, y, order)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(watch.seconds())
         losses[name] = total / -(-len(y) // BATCH)
 
     ref = statistics.median(times["torch, nn.Dropout"])

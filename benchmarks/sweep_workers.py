@@ -18,8 +18,9 @@ import contextlib
 import io
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from droplab._timer import Stopwatch
 
 
 def run_sweep(out: Path, workers: int, args) -> tuple[float, int]:
@@ -42,9 +43,9 @@ def run_sweep(out: Path, workers: int, args) -> tuple[float, int]:
         str(args.seeds),
     ]
     with contextlib.redirect_stdout(io.StringIO()) as log:
-        t0 = time.perf_counter()
+        watch = Stopwatch()
         rc = main(argv)
-        wall = time.perf_counter() - t0
+        wall = watch.seconds()
     if rc != 0:
         sys.exit(f"sweep failed (exit {rc}):\n{log.getvalue()}")
     from droplab.studies.sweep.store import Store

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
+from droplab._timer import Stopwatch
 from droplab.data import load_fashion_mnist
 from droplab.models import initial_weights
 from droplab.train import TrainConfig, train
@@ -45,7 +45,7 @@ def plain_pytorch(train_set, test_set, epochs: int, seed: int = 0) -> list[float
     xt, yt = test_set.images, test_set.labels
     seconds = []
     for _ in range(epochs):
-        t0 = time.perf_counter()
+        watch = Stopwatch()
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64)
         correct = torch.zeros((), dtype=torch.int64)
@@ -68,7 +68,7 @@ def plain_pytorch(train_set, test_set, epochs: int, seed: int = 0) -> list[float
             test_loss = float(loss_fn(out, yt))
             test_acc = float((out.argmax(1) == yt).float().mean())
         _ = (float(loss_sum) / len(y), int(correct) / len(y), test_loss, test_acc)
-        seconds.append(time.perf_counter() - t0)
+        seconds.append(watch.seconds())
     return seconds
 
 

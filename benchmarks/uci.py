@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
+from droplab._timer import Stopwatch
 from droplab.studies.uci import format_table, run_uci
 
 DATASETS = ("boston", "concrete", "energy", "wine", "yacht")
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--epochs-mult", type=int, default=100)
     ap.add_argument("--out", default=None, help="also write mc.json + mc.html here")
     args = ap.parse_args()
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     summaries = []
     for name in args.datasets.split(","):
         s = run_uci(
@@ -40,7 +40,7 @@ def main() -> None:
         )
         summaries.append(s)
         print(format_table([s]), flush=True)
-    total = time.perf_counter() - t0
+    total = watch.seconds()
     print()
     print(format_table(summaries))
     print(

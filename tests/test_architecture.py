@@ -26,6 +26,8 @@ LAYERS: list[tuple[str, int]] = [
     ("droplab._io", 0),
     ("droplab._console", 0),
     ("droplab._threads", 0),
+    ("droplab._timer", 0),
+    ("droplab._fields", 0),
     ("droplab.provenance", 0),
     ("droplab.kernels", 1),
     ("droplab.functional", 2),

@@ -265,3 +265,43 @@ def test_report_rebuilds_and_dispatches(tmp_path, tiny_cli, capsys, monkeypatch)
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 1
     assert "holds nothing to report on" in capsys.readouterr().err
+
+
+def _edges(r):
+    """Values at and just beyond each end of a field's range."""
+    step = 1 if r.kind is int else 1e-9
+    ends = [e for e in (r.lo, r.hi) if e is not None]
+    return [v for e in ends for v in (e - step, e, e + step)]
+
+
+def test_the_cli_accepts_exactly_what_the_config_accepts():
+    import argparse
+    import dataclasses
+
+    from droplab.train import TrainConfig
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    train_cmd.add_config_arguments(parser)
+    base = TrainConfig(hidden=(8,), dropout=(0.5,)).to_dict()  # one-item lists fit
+    checked = 0
+    for f in dataclasses.fields(TrainConfig):
+        r = f.metadata.get("range")
+        if r is None:
+            continue
+        for v in _edges(r):
+            items = f.metadata["items"]
+            value = v if items is None else (v,) * max(items, 1)
+            try:
+                TrainConfig.from_dict({**base, f.name: value, "nesterov": False})
+                config_ok = True
+            except ValueError:
+                config_ok = False
+            text = ",".join(map(repr, value)) if items is not None else repr(v)
+            try:
+                parser.parse_args([f"--{f.name.replace('_', '-')}", text])
+                cli_ok = True
+            except argparse.ArgumentError:
+                cli_ok = False
+            assert cli_ok == config_ok, f"--{f.name} {text}: CLI {cli_ok}, config {config_ok}"
+            checked += 1
+    assert checked >= 30

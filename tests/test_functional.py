@@ -528,3 +528,16 @@ def test_keep_prob_worked_example_with_injected_mask():
     assert math.isclose(A.mean().item(), 0.525, rel_tol=1e-6)
     assert math.isclose((A * mask).mean().item(), 0.15, rel_tol=1e-6)
     assert math.isclose(y.mean().item(), 0.3, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("training", ["False", 1, 0, None])
+def test_training_must_be_a_bool_as_in_torch(training):
+    x = torch.ones(2, 3, 4, 4)
+    with pytest.raises(TypeError):
+        TF.dropout(x, 0.5, training=training)  # torch refuses it too
+    fns = [F.dropout, F.dropout2d, F.alpha_dropout, F.gaussian_dropout, F.drop_path]
+    for fn in fns:
+        with pytest.raises(
+            TypeError, match=re.escape(f"training must be a bool, got {type(training).__name__}")
+        ):
+            fn(x, 0.5, training)

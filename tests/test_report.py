@@ -208,3 +208,18 @@ def test_the_probe_catches_a_broken_image(run_dir, tmp_path):
     seen = open_in_chromium(report, tmp_path)
     assert [i["width"] for i in seen["images"]][0] == 0
     assert seen["errors"]
+
+
+def test_demo_loss_caption_marks_an_overfitting_point_only_where_there_is_one(demo_dir):
+    # the fixture's test losses fall every epoch: no turn, so no overfitting point is claimed
+    page = build_demo_report(demo_dir).read_text()
+    assert "no overfitting point is drawn" in page and "before it turned up" not in page
+    # without dropout, the test loss turns up by far more than 10% after epoch 1
+    epochs = fake_epochs(3, test_acc=0.79)
+    for e, loss in zip(epochs, (0.5, 0.7, 0.9)):
+        e["test_loss"] = loss
+    config = TrainConfig(epochs=3, dropout=(0, 0))
+    write_metrics(demo_dir / "no-dropout", config, epochs)
+    page = build_demo_report(demo_dir).read_text()
+    assert "lowest test loss (epoch 1) before it turned up" in page
+    assert "no overfitting point is drawn" not in page

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import droplab
 from droplab.kernels import rng
 from droplab.scratch import mask as np_mask
 
@@ -196,10 +197,88 @@ def test_invalid_seed_same_error_on_both_engines(seed, exc, msg, shape):
         np_mask.dropout_mask(shape, 0.5, seed=seed)
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan"), True, "0.5"])
-def test_invalid_p_same_error_on_both_engines(p):
-    msg = f"p must be a real number in [0, 1], got {p!r}"
-    with pytest.raises(ValueError, match=re.escape(msg)):
+@pytest.mark.parametrize(
+    "p, exc, shown",
+    [(-0.1, ValueError, "-0.1"), (1.5, ValueError, "1.5"), (float("nan"), ValueError, "nan"),
+     (True, TypeError, "bool True"), ("0.5", TypeError, "str '0.5'")],
+)  # fmt: skip
+def test_invalid_p_same_error_on_both_engines_and_in_dropout(p, exc, shown):
+    msg = f"p must be a real number in [0, 1], got {shown}"
+    with pytest.raises(exc, match=re.escape(msg)):
         rng.dropout_mask((3,), p, seed=0)
-    with pytest.raises(ValueError, match=re.escape(msg)):
+    with pytest.raises(exc, match=re.escape(msg)):
         np_mask.dropout_mask((3,), p, seed=0)
+    with pytest.raises(exc, match=re.escape(msg)):
+        droplab.dropout(torch.ones(3), p)
+
+
+# ----------------------------------------------------------------------------------------------
+# tensor seeds: how a compiled step or a vmap-ed draw carries its seed
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**63 - 1, 2**63, 2**64 - 1])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (2, 3, 4)])
+def test_tensor_seed_mask_equals_int_seed_mask(seed, shape):
+    as_tensor = torch.tensor(rng.signed64(seed))
+    for p in (0.0, 0.3, 0.5, 1.0):
+        want = rng.dropout_mask(shape, p, seed=seed)
+        assert torch.equal(rng.dropout_mask(shape, p, seed=as_tensor), want)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**64 - 1])
+def test_derive_seed_tensor_equals_derive_seed(seed):
+    steps = [0, 1, 2, 1000, 2**31, 2**62]
+    got = [int(rng.derive_seed_tensor(seed, torch.tensor(k))) for k in steps]
+    assert got == [rng.signed64(rng.derive_seed(seed, k)) for k in steps]
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (torch.tensor([1, 2]), "got a tensor of shape (2,) and dtype torch.int64"),
+        (torch.tensor(1.0), "got a tensor of shape () and dtype torch.float32"),
+        (torch.tensor(1, dtype=torch.int32), "got a tensor of shape () and dtype torch.int32"),
+    ],
+)
+def test_bad_tensor_seed_named(bad, msg):
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        rng.dropout_mask((3,), 0.5, seed=bad)
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        droplab.dropout(torch.ones(3), 0.5, seed=bad)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "fast"])
+def test_functions_take_a_tensor_seed_with_the_int_seeds_bits(backend):
+    x = torch.randn(48, 64)
+    for seed in (3, 2**64 - 5):
+        as_tensor = torch.tensor(rng.signed64(seed))
+        want = droplab.dropout(x, 0.4, seed=seed, backend=backend)
+        assert torch.equal(droplab.dropout(x, 0.4, seed=as_tensor, backend=backend), want)
+        assert torch.equal(
+            droplab.dropout2d(x.view(4, 12, 8, 8), 0.4, seed=as_tensor),
+            droplab.dropout2d(x.view(4, 12, 8, 8), 0.4, seed=seed),
+        )
+
+
+@pytest.mark.parametrize("make", [rng.dropout_mask, np_mask.dropout_mask], ids=["torch", "numpy"])
+def test_mask_shape_is_checked_on_both_engines(make):
+    with pytest.raises(
+        ValueError, match=re.escape("shape must not have a negative size, got (-1,)")
+    ):
+        make((-1,), 0.5, seed=0)
+    msg = "shape must be a non-negative int or a sequence of them, got (2.7,)"
+    with pytest.raises(TypeError, match=re.escape(msg)):
+        make((2.7,), 0.5, seed=0)
+    with pytest.raises(TypeError, match="shape must be a non-negative int"):
+        make((True, 2), 0.5, seed=0)
+    assert tuple(make(3, 0.5, seed=0).shape) == (3,)
+    assert tuple(make((np.int64(2), 0), 0.5, seed=0).shape) == (2, 0)
+
+
+@pytest.mark.parametrize("make", [rng.dropout_mask, np_mask.dropout_mask], ids=["torch", "numpy"])
+def test_mask_takes_a_0d_tensor_p_as_dropout_does(make):
+    a = np.asarray(make((64,), torch.tensor(0.3), seed=5))
+    assert np.array_equal(a, np.asarray(make((64,), 0.3, seed=5)))
+    with pytest.raises(TypeError, match="p must be a real number in"):
+        make((4,), torch.tensor([0.3, 0.4]), seed=5)

@@ -77,7 +77,7 @@ def _mse_without_its_factor_2(monkeypatch):
 def _dropout_that_never_scales(monkeypatch):
     import droplab.functional
 
-    monkeypatch.setattr(droplab.functional, "_train_scale", lambda p, mode: 1.0)
+    monkeypatch.setattr(droplab.functional, "train_scale", lambda p, mode: 1.0)
 
 
 def _multistep_one_epoch_late(monkeypatch):

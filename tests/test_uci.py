@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from droplab.__main__ import main
+from droplab._rng import threshold
 from droplab.studies import uci
 
 # Yacht and Boston with their 20 splits ship with the tests (tests/data/uci/README.md)
@@ -91,31 +92,40 @@ def test_grads_match_autograd():
         torch.testing.assert_close(a, q.grad, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_keep_threshold_rate():
+def test_int16_threshold_rate():
     g = torch.Generator().manual_seed(0)
     for p in (0.005, 0.05, 0.5):
-        thr = uci.keep_threshold(p)
+        thr = uci.int16_threshold(p)
+        assert int(thr) == threshold(p, 16) - 2**15  # the RNG specification's, on int16
         bits = torch.empty(250_000, dtype=torch.int64).random_(-(2**63), None, generator=g)
         keep = (bits.view(torch.int16) >= thr).double().mean()
         n = bits.numel() * 4
         assert abs(float(keep) - (1 - p)) < 5 * math.sqrt(p * (1 - p) / n) + 2**-16
 
 
-def test_adam_matches_torch_optim():
+def test_int16_threshold_ends():
+    assert uci.int16_threshold(torch.tensor([0.0, 0.5])).tolist() == [-(2**15), 0]
+    assert int(uci.int16_threshold(1 - 2**-18)) == 2**15 - 1  # fits int16: one value kept
+
+
+def test_adam_is_torch_optim_on_the_gradient_buffers():
     g = torch.Generator().manual_seed(0)
     params = [torch.randn(3, 4, 5, generator=g), torch.randn(3, 1, 5, generator=g)]
     ours = [q.clone() for q in params]
-    adam = uci._Adam(ours)
+    buffers = [torch.empty_like(q) for q in params]
+    adam = uci.adam_optimizer(ours, buffers)
     theirs = [q.clone().requires_grad_() for q in params]
     opt = torch.optim.Adam(theirs, lr=uci.LR, eps=1e-7)
     for _ in range(10):
         grads = [torch.randn(q.shape, generator=g) for q in params]
-        adam.step(grads)
+        for buf, gr in zip(buffers, grads):
+            buf.copy_(gr)  # as _grads writes them, in place
+        adam.step()
         for q, gr in zip(theirs, grads):
             q.grad = gr
         opt.step()
     for a, q in zip(ours, theirs):
-        torch.testing.assert_close(a, q.detach(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(a, q.detach(), rtol=0, atol=0)
 
 
 def test_training_fits_a_toy_problem(tmp_path):

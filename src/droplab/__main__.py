@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
-    top = _top_parser()
     if not argv or argv[0] not in COMMANDS:
+        top = _top_parser()
         if argv and not argv[0].startswith("-"):
             top.error(f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})")
         top.parse_args(argv)  # --help / --version exit here
@@ -84,10 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     from droplab.provenance import record_command
 
     record_command(["droplab", *argv])  # what every result file and report says was run
-    from droplab.errors import DroplabError, UsageError
-
     _one_line_warnings()
     previous = signal.signal(signal.SIGTERM, _terminated) if _main_thread() else None
+    try:
+        return _run(name, module, args, debug)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(name: str, module, args: argparse.Namespace, debug: bool) -> int:
+    """The command's ``run(args)``; an error becomes one line on stderr and an exit status
+    (``--debug``: the traceback instead)."""
+    from droplab.errors import DroplabError, UsageError
+
     try:
         return int(module.run(args) or 0)
     except Terminated:
@@ -124,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 class Terminated(KeyboardInterrupt):

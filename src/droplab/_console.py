@@ -22,3 +22,23 @@ def console(*, stderr: bool = False):
         return out
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPED_WIDTH
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=True)
+
+
+def progress_bar(out, label: str, counted: str, *, eta: str = "eta", tail: str = "", **kw):
+    """A ``rich.progress.Progress`` on the console ``out``, the columns every command shows:
+    ``label``, the bar, done/total, ``counted`` (what is counted, or a status), the elapsed
+    time, the ETA (``eta`` its label) and ``tail``; ``kw`` goes to ``Progress``."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(counted)]
+    columns += [TimeElapsedColumn(), TextColumn(eta), TimeRemainingColumn()]
+    if tail:
+        columns.append(TextColumn(tail))
+    return Progress(*columns, console=out, **kw)

@@ -37,6 +37,7 @@ __all__ = [
     "mix64_int",
     "signed64",
     "stream_key",
+    "threshold",
     "word_int",
 ]
 
@@ -83,6 +84,19 @@ def derive_seed(seed: int, step: int) -> int:
     return mix64_int(stream_key(seed) ^ mix64_int((int(step) * MIX1 + MIX2) & MASK64))
 
 
+def threshold(p: float, bits: int = 32) -> int:
+    """The integer threshold ``round(p * 2**bits)``, in ``[0, 2**bits]``: an unsigned ``bits``-bit
+    word ``u``, uniform, is kept iff ``u >= t``, so ``P(keep) = 1 - t / 2**bits`` (``p`` rounded to
+    a multiple of ``2**-bits``).
+
+    Examples::
+
+        >>> threshold(0.25, 16)
+        16384
+    """
+    return min(1 << bits, max(0, round(float(p) * float(1 << bits))))
+
+
 def keep_threshold(p: float) -> int:
-    """The integer threshold ``round(p * 2**32)``: a 32-bit word ``u`` is kept iff ``u >= t``."""
-    return min(1 << 32, max(0, round(float(p) * 4294967296.0)))
+    """The threshold of the 32-bit words of the mask: ``threshold(p, 32) = round(p * 2**32)``."""
+    return threshold(p, 32)

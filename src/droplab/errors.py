@@ -16,3 +16,13 @@ class DroplabError(RuntimeError):
 
 class UsageError(ValueError):
     """Bad command-line input: the CLI reports it in one line with exit status 2."""
+
+
+class ConfigError(ValueError):
+    """A config field holds a value it does not accept: ``field`` names it, ``reason`` says what
+    is wrong (``str(e)`` is ``f"{field} {reason}"``), so that a front end can name the field its
+    own way (the command line: ``--field-name``)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field, self.reason = field, reason

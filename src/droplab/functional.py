@@ -15,6 +15,14 @@ Both forms have ``E[y_train] = y_eval``: scale once, either in training or at ev
 Argument checks (``check_p`` and friends) live in ``droplab._checks``, which the NumPy engine
 imports too, so that the function, the module, the kernel and both engines raise the same text;
 they are re-exported here.
+
+Every function composes with PyTorch's tools as ``torch.nn.functional.dropout`` does: masks are
+made by ops with no differentiable input and applied with ordinary multiplications, so
+``torch.compile`` (no graph break), ``torch.export``, ``torch.func`` (``grad``, ``vjp``,
+``jvp``, ``vmap``) and forward-mode AD see plain PyTorch ops; only the fast kernel's direct
+eager call is opaque, and it is taken only where no tracer or transform is active
+(``droplab.kernels.fast.direct_call_ok``). ``seed`` may be a 0-d int64 tensor (the bits of the
+uint64 seed), so that a compiled step counter is a graph input, not a constant.
 """
 
 from __future__ import annotations
@@ -24,38 +32,40 @@ import numbers
 
 import torch
 
+from droplab._checks import BACKENDS as BACKENDS
 from droplab._checks import MODES as MODES
-from droplab._checks import check_mode, check_p, resolve_p
-from droplab.kernels.rng import check_seed, dropout_mask
+from droplab._checks import (
+    check_backend,
+    check_bool,
+    check_gamma_scale,
+    check_generator,
+    check_input,
+    check_mode,
+    check_p,
+    check_pair,
+    check_seed,
+    resolve_gaussian_p,
+    resolve_p,
+)
+from droplab.kernels.rng import dropout_mask
 
-BACKENDS = ("auto", "torch", "fast")
+__all__ = [
+    "alpha_dropout",
+    "apply_mask",
+    "drop_block_2d",
+    "drop_connect",
+    "drop_path",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "feature_alpha_dropout",
+    "gaussian_dropout",
+    "locked_dropout",
+    "shared_dropout",
+]
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-# ----------------------------------------------------------------------------------------------
-# argument checks shared by every dropout family
-# ----------------------------------------------------------------------------------------------
-
-
-def check_backend(backend) -> str:
-    """Validate ``backend``: one of ``BACKENDS``."""
-    if backend not in BACKENDS:
-        raise ValueError(
-            f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
-        )
-    return backend
-
-
-def check_input(x, name: str = "input") -> torch.Tensor:
-    """Validate a dropout input: a floating-point tensor (float16, bfloat16, float32, float64)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64), "
-            f"got dtype {x.dtype}"
-        )
-    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,32 +73,32 @@ def check_input(x, name: str = "input") -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-class _MaskScale(torch.autograd.Function):
-    """``y = x * m * scale`` for a keep-mask ``m`` (bool); backward ``dx = dy * m * scale``."""
-
-    @staticmethod
-    def forward(ctx, x, mask, scale, inplace):
-        ctx.save_for_backward(mask)
-        ctx.scale = scale
-        if inplace:
-            ctx.mark_dirty(x)
-            return x.mul_(mask).mul_(scale)
-        # the order of torch's native_dropout (x * m, then * scale), so the bits match it
-        return x * mask * scale
-
-    @staticmethod
-    def backward(ctx, grad):
-        (mask,) = ctx.saved_tensors
-        # the same Function, so the backward is itself differentiable (double backward)
-        return _MaskScale.apply(grad, mask, ctx.scale, False), None, None, None
-
-
-def _train_scale(p: float, mode: str) -> float:
+def train_scale(p: float, mode: str) -> float:
     """The factor applied to kept elements in training: ``1 / (1 - p)`` inverted, 1 classic."""
     if mode == "classic":
         return 1.0
     # p == 1 keeps nothing: scale 0 instead of inf, so that 0 * inf never makes a NaN
     return 1.0 / (1.0 - p) if p < 1 else 0.0
+
+
+def _scale_by_mask(x: torch.Tensor, mask: torch.Tensor, scale, inplace: bool) -> torch.Tensor:
+    """``y = x * mask * scale`` in ordinary ops, so every transform differentiates it.
+
+    ``x * m`` first, then the scale: the order of the fast kernel (and of torch's
+    ``native_dropout``), so that both backends give the same bits in every dtype.
+    """
+    return x.mul_(mask).mul_(scale) if inplace else x * mask * scale
+
+
+def _zeros_from(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``x * 0``: what every dropout returns when all is dropped (torch: ``x * zeros(())``)."""
+    return x.mul_(0) if inplace else x * 0
+
+
+def _drawn_from(generator) -> dict:
+    # generator=None is not passed on: a compiled random op with symbolic (dynamic) sizes
+    # refuses an explicit generator argument, even None
+    return {} if generator is None else {"generator": generator}
 
 
 def _eval_dropout(x: torch.Tensor, p: float, mode: str, inplace: bool) -> torch.Tensor:
@@ -97,7 +107,7 @@ def _eval_dropout(x: torch.Tensor, p: float, mode: str, inplace: bool) -> torch.
     return x.mul_(1.0 - p) if inplace else x * (1.0 - p)
 
 
-def _fast_backend(x: torch.Tensor, backend: str, inplace: bool):
+def fast_backend(x: torch.Tensor, backend: str, inplace: bool):
     """The fast-kernel module if ``backend`` routes ``x`` to it, else None (use torch ops)."""
     if backend == "torch":
         return None
@@ -108,13 +118,6 @@ def _fast_backend(x: torch.Tensor, backend: str, inplace: bool):
     if not ok and backend == "fast":
         raise ValueError(f"backend='fast' cannot run here: {reason}; use backend='auto' or 'torch'")
     return fast if ok else None
-
-
-def _check_generator(generator):
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
 
 
 def dropout(
@@ -150,6 +153,9 @@ def dropout(
     global RNG (``torch.manual_seed`` makes runs repeatable): on ``backend="torch"`` the mask is
     ``torch.rand(x.shape, dtype=float32, generator=generator) >= p`` (drawn in float32 for every
     dtype, so ``p = 0`` never drops); on the fast path a seed is drawn from the same generator.
+    Under ``torch.func.vmap`` an unseeded call follows ``randomness`` as ``F.dropout`` does
+    (``"different"``: a mask per batch element, ``"same"``: one mask, ``"error"``: torch's
+    error); a seeded call is a deterministic function of its seed, one mask for the batch.
 
     Backends: ``"torch"`` uses PyTorch's ops; ``"fast"`` uses droplab's CPU kernels and raises a
     ``ValueError`` saying why where they cannot run; ``"auto"`` takes the fast kernels where they
@@ -167,7 +173,8 @@ def dropout(
         mode: ``"inverted"`` or ``"classic"``. Default: ``"inverted"``
         keep_prob: probability of an element to be kept, ``1 - p``; give ``p`` or ``keep_prob``,
             not both. Default: ``None``
-        seed: an int in ``[0, 2**64 - 1]`` that fixes the mask. Default: ``None``
+        seed: an int in ``[0, 2**64 - 1]`` that fixes the mask, or a 0-d int64 tensor holding its
+            bits (``droplab.kernels.rng.derive_seed_tensor``). Default: ``None``
         generator: the ``torch.Generator`` to draw from when ``seed`` is ``None``.
             Default: ``None`` (the global RNG)
         backend: ``"auto"``, ``"torch"`` or ``"fast"``. Default: ``"auto"``
@@ -196,33 +203,29 @@ def dropout(
     Neural Networks from Overfitting", JMLR 15 (2014).
     """
     check_input(x)
+    check_bool(training, "training")
     p = resolve_p(p, keep_prob)
     check_mode(mode)
     check_backend(backend)
     if seed is not None:
-        seed = check_seed(seed)
-    _check_generator(generator)
+        seed = check_seed(seed, tensor_ok=True)
+    check_generator(generator)
     # resolved before the short cuts, so that a bad backend="fast" shows on the first call
-    fast = _fast_backend(x, backend, inplace)
+    fast = fast_backend(x, backend, inplace)
     if not training or p == 0:
         return _eval_dropout(x, p, mode, inplace)
-    scale = _train_scale(p, mode)
     if p == 1:
-        mask = torch.zeros((), dtype=torch.bool, device=x.device)
-        return _MaskScale.apply(x, mask, scale, inplace)
-    if fast is not None:
-        if seed is None:
-            device = generator.device if generator is not None else "cpu"
-            seed = int(torch.randint(0, 2**62, (), generator=generator, device=device))
-        if inplace:  # the kernel writes into x (through a temporary if non-contiguous/float16)
-            return fast.fast_dropout(x, p, scale, seed, inplace=True)
-        return fast.fast_dropout(x, p, scale, seed)
+        return _zeros_from(x, inplace)
+    scale = train_scale(p, mode)
+    if fast is not None:  # the kernel writes into x (through a temporary if non-contiguous/float16)
+        seed = fast.draw_seed(x, generator) if seed is None else seed
+        return fast.fast_dropout(x, p, scale, seed, inplace=inplace)
     if seed is not None:
         mask = dropout_mask(x.shape, p, seed=seed, device=x.device)
     else:
-        u = torch.rand(x.shape, dtype=torch.float32, device=x.device, generator=generator)
+        u = torch.rand(x.shape, dtype=torch.float32, device=x.device, **_drawn_from(generator))
         mask = u >= p
-    return _MaskScale.apply(x, mask, scale, inplace)
+    return _scale_by_mask(x, mask, scale, inplace)
 
 
 def apply_mask(
@@ -238,8 +241,8 @@ def apply_mask(
     r"""Apply a given keep-mask with the scaling of dropout: :func:`dropout` with the mask injected.
 
     ``y = x * mask / (1 - p)`` (inverted) or ``y = x * mask`` (classic) in training, the eval rule
-    of ``mode`` otherwise (the mask is then unused). The gradient is ``mask * scale``, through
-    the same autograd Function as :func:`dropout`. Use it to reproduce a worked example with a
+    of ``mode`` otherwise (the mask is then unused). The gradient is ``mask * scale``, as for
+    :func:`dropout`. Use it to reproduce a worked example with a
     known mask, or to share one mask between tensors.
 
     Args:
@@ -263,6 +266,7 @@ def apply_mask(
         tensor([0.4000, 0.0000, 0.8000, 0.0000])
     """
     check_input(x)
+    check_bool(training, "training")
     if p is None and keep_prob is None:
         raise TypeError(
             "give p (drop probability) or keep_prob (= 1 - p): the mask's scale needs it"
@@ -286,7 +290,7 @@ def apply_mask(
         )
     if not training:
         return _eval_dropout(x, p, mode, inplace)
-    return _MaskScale.apply(x, mask.to(x.device), _train_scale(p, mode), inplace)
+    return _scale_by_mask(x, mask.to(x.device), train_scale(p, mode), inplace)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,35 +330,31 @@ def _keep_mask(shape, p: float, *, seed, generator, like: torch.Tensor) -> torch
     if seed is not None:
         if generator is not None:
             raise TypeError("give seed or generator, not both")
-        return dropout_mask(shape, p, seed=check_seed(seed), device=like.device)
-    _check_generator(generator)
+        return dropout_mask(shape, p, seed=check_seed(seed, tensor_ok=True), device=like.device)
+    check_generator(generator)
     if p == 1:
         return torch.zeros(shape, dtype=torch.bool, device=like.device)
-    return like.new_empty(shape).bernoulli_(1 - p, generator=generator).bool()
+    return like.new_empty(shape).bernoulli_(1 - p, **_drawn_from(generator)).bool()
 
 
-def _zeros_from(x: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """``x * 0`` through the dropout Function (what every dropout returns when all is dropped)."""
-    nothing = torch.zeros((), dtype=torch.bool, device=x.device)
-    return _MaskScale.apply(x, nothing, 0.0, inplace)
-
-
-def _masked_dropout(x, p, training, mask_shape, *, mode, seed, generator, inplace, scale=None):
+def _masked_dropout(
+    x, p, training, mask_shape, *, mode, seed, generator, inplace, scale_by_keep=True
+):
     """Dropout with one Bernoulli(1 - p) keep-mask of ``mask_shape``, broadcast to ``x``.
 
-    The same rules (and autograd Function) as ``dropout``; ``scale`` overrides the training
-    factor of ``mode`` (drop-path without ``scale_by_keep``).
+    The rules of ``dropout``, with torch's arithmetic (``_VF.feature_dropout``, timm's
+    ``drop_path``): the mask is made a noise tensor in ``x``'s dtype and divided by ``1 - p``
+    there, then ``y = x * noise``, so that float16 and bfloat16 give torch's bits too.
+    ``scale_by_keep=False`` skips the division (drop-path without ``scale_by_keep``).
     """
     if not training or p == 0 or x.numel() == 0:
         return _eval_dropout(x, p, mode, inplace) if not training else x
-    keep = _keep_mask(mask_shape, p, seed=seed, generator=generator, like=x)
-    return _MaskScale.apply(x, keep, _train_scale(p, mode) if scale is None else scale, inplace)
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
-    return value
+    if p == 1:
+        return _zeros_from(x, inplace)
+    noise = _keep_mask(mask_shape, p, seed=seed, generator=generator, like=x).to(x.dtype)
+    if mode == "inverted" and scale_by_keep:
+        noise = noise.div_(1 - p)
+    return x.mul_(noise) if inplace else x * noise
 
 
 def _shared_mask_shape(x: torch.Tensor, dims, noise_shape) -> tuple[int, ...]:
@@ -445,6 +445,7 @@ def shared_dropout(
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
     x = check_input(x)
+    check_bool(training, "training")
     mask_shape = _shared_mask_shape(x, dims, noise_shape)
     return _masked_dropout(
         x, p, training, mask_shape, mode=mode, seed=seed, generator=generator, inplace=inplace
@@ -481,6 +482,10 @@ def _channel_dropout(x, p, training, keep_prob, mode, seed, generator, inplace, 
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
     x = check_input(x)
+    check_bool(training, "training")
+    if spatial > 1 and (not training or p == 0 or x.numel() == 0):
+        # as torch's dropout2d/3d: the rank matters only when channels are dropped
+        return _eval_dropout(x, p, mode, inplace) if not training else x
     mask_shape = _channel_mask_shape(x, name, spatial)
     return _masked_dropout(
         x, p, training, mask_shape, mode=mode, seed=seed, generator=generator, inplace=inplace
@@ -545,10 +550,11 @@ def dropout2d(
     """Channel dropout for 2-D feature maps: zero whole channels ``x[n, c, :, :]``.
 
     As ``torch.nn.functional.dropout2d`` on a 4-D input. Unlike PyTorch, a 3-D input is a
-    ``ValueError``: PyTorch treats it as (N, C, L) (1-D channel dropout, with only a warning)
-    although its documentation promises (C, H, W) (pytorch issue 69801). Use ``dropout1d`` for (N, C, L), or
-    ``x.unsqueeze(0)`` for one unbatched image. Other ranks are a ``ValueError`` too (PyTorch
-    warns and goes on).
+    ``ValueError`` in training: PyTorch treats it as (N, C, L) (1-D channel dropout, with only a
+    warning) although its documentation promises (C, H, W) (pytorch issue 69801). Use
+    ``dropout1d`` for (N, C, L), or ``x.unsqueeze(0)`` for one unbatched image. Other ranks are
+    a ``ValueError`` in training too (PyTorch warns and goes on). In eval, with ``p = 0`` or an
+    empty input, every rank returns the eval rule, as in PyTorch.
 
     Math (``m`` of shape (N, C, 1, 1), broadcast over ``H, W``)::
 
@@ -590,7 +596,8 @@ def dropout3d(
     """Channel dropout for 3-D feature maps: zero whole channels ``x[n, c, :, :, :]``.
 
     As ``torch.nn.functional.dropout3d`` on 4-D (unbatched) and 5-D inputs; other ranks are a
-    ``ValueError`` (PyTorch warns and goes on).
+    ``ValueError`` in training (PyTorch warns and goes on), the eval rule in eval, with ``p = 0``
+    or an empty input (as PyTorch).
 
     Math (``m`` of shape (N, C, 1, 1, 1), broadcast over ``D, H, W``)::
 
@@ -690,6 +697,7 @@ def alpha_dropout(
     """
     p = resolve_p(p, keep_prob)
     x = check_input(x)
+    check_bool(training, "training")
     return _alpha_dropout(x, p, training, x.shape, seed, generator, inplace)
 
 
@@ -719,6 +727,9 @@ def feature_alpha_dropout(
     """
     p = resolve_p(p, keep_prob)
     x = check_input(x)
+    check_bool(training, "training")
+    if not training or p == 0 or x.numel() == 0:
+        return x  # at every rank, as torch (the channel dimension matters only when dropping)
     if x.dim() < 2:
         raise ValueError(
             "feature_alpha_dropout: expected an input with at least 2 dimensions (N, C, ...), "
@@ -729,20 +740,6 @@ def feature_alpha_dropout(
 
 
 # ---- Gaussian dropout ------------------------------------------------------------------------
-
-
-def _resolve_gaussian_p(p, keep_prob) -> float:
-    """``resolve_p`` for Gaussian dropout: ``p`` in ``[0, 1)``, ``keep_prob`` in ``(0, 1]``."""
-    if keep_prob is not None:
-        if p is not None:
-            resolve_p(p, keep_prob)  # raises: both given
-        keep = check_p(keep_prob, "keep_prob")
-        if keep == 0:
-            raise ValueError(
-                f"keep_prob must be a real number in (0, 1] for Gaussian dropout, got {keep!r}"
-            )
-        return 1.0 - keep
-    return check_p(0.5 if p is None else p, "p", upper_open=True)
 
 
 def gaussian_dropout(
@@ -782,12 +779,13 @@ def gaussian_dropout(
     Paper: Srivastava, Hinton, Krizhevsky, Sutskever & Salakhutdinov 2014, "Dropout: A Simple
     Way to Prevent Neural Networks from Overfitting", JMLR 15, section 10.
     """
-    p = _resolve_gaussian_p(p, keep_prob)
+    p = resolve_gaussian_p(p, keep_prob)
     x = check_input(x)
+    check_bool(training, "training")
     if not training or p == 0 or x.numel() == 0:
         return x
     sigma = math.sqrt(p / (1.0 - p))
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, **_drawn_from(generator))
     noise = noise.mul_(sigma).add_(1.0)
     return x.mul_(noise) if inplace else x * noise
 
@@ -841,6 +839,7 @@ def drop_connect(
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
     x = check_input(x)
+    check_bool(training, "training")
     weight = check_input(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(
@@ -905,8 +904,9 @@ def drop_path(
     """
     p = resolve_p(0.1 if p is None and keep_prob is None else p, keep_prob)
     mode = check_mode(mode)
-    _check_bool(scale_by_keep, "scale_by_keep")
+    check_bool(scale_by_keep, "scale_by_keep")
     x = check_input(x)
+    check_bool(training, "training")
     if x.dim() == 0:
         raise ValueError("drop_path: expected an input of shape (N, *), got a 0-d tensor")
     mask_shape = (x.shape[0],) + (1,) * (x.dim() - 1)
@@ -919,7 +919,7 @@ def drop_path(
         seed=seed,
         generator=generator,
         inplace=inplace,
-        scale=1.0 if mode == "inverted" and not scale_by_keep else None,
+        scale_by_keep=scale_by_keep,
     )
 
 
@@ -966,8 +966,9 @@ def locked_dropout(
     """
     p = resolve_p(p, keep_prob)
     mode = check_mode(mode)
-    _check_bool(batch_first, "batch_first")
+    check_bool(batch_first, "batch_first")
     x = check_input(x)
+    check_bool(training, "training")
     if x.dim() == 3:
         n_dim = 0 if batch_first else 1
         mask_shape = tuple(s if d in (n_dim, 2) else 1 for d, s in enumerate(x.shape))
@@ -984,25 +985,6 @@ def locked_dropout(
 
 
 # ---- DropBlock -------------------------------------------------------------------------------
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(items) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in items
-    ):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return int(items[0]), int(items[1])
-
-
-def _check_gamma_scale(gamma_scale) -> float:
-    if (
-        isinstance(gamma_scale, bool)
-        or not isinstance(gamma_scale, numbers.Real)
-        or not (math.isfinite(gamma_scale) and gamma_scale > 0)
-    ):
-        raise ValueError(f"gamma_scale must be a positive real number, got {gamma_scale!r}")
-    return float(gamma_scale)
 
 
 def drop_block_gamma(
@@ -1080,11 +1062,12 @@ def drop_block_2d(
     networks", NeurIPS.
     """
     p = resolve_p(0.1 if p is None and keep_prob is None else p, keep_prob)
-    kh, kw = _pair(block_size, "block_size")
-    gamma_scale = _check_gamma_scale(gamma_scale)
-    _check_bool(couple_channels, "couple_channels")
-    _check_bool(scale_by_keep, "scale_by_keep")
+    kh, kw = check_pair(block_size, "block_size")
+    gamma_scale = check_gamma_scale(gamma_scale)
+    check_bool(couple_channels, "couple_channels")
+    check_bool(scale_by_keep, "scale_by_keep")
     x = check_input(x)
+    check_bool(training, "training")
     if x.dim() not in (3, 4):
         raise ValueError(
             "drop_block_2d: expected an input of shape (N, C, H, W) or (C, H, W), got "
@@ -1109,6 +1092,6 @@ def drop_block_2d(
         keep = keep.squeeze(0)
     scale = 1.0
     if scale_by_keep:
-        kept = keep.sum(dtype=torch.float64).clamp_(min=1)  # every element dropped: zeros, no NaN
+        kept = keep.sum(dtype=torch.float64).clamp(min=1)  # every element dropped: zeros, no NaN
         scale = (keep.numel() / kept).to(x.dtype)
-    return _MaskScale.apply(x, keep, scale, inplace)
+    return _scale_by_mask(x, keep, scale, inplace)

@@ -3,16 +3,34 @@
 Each module checks and stores its arguments in ``__init__``; ``forward`` is one call to its
 function with ``self.training`` passed explicitly; ``extra_repr`` shows the hyper-parameters.
 Every droplab module whose forward is random in training sets the class attribute
-``stochastic = True``: that is how ``droplab.mc_dropout`` finds them.
+``stochastic = True``: that is how ``droplab.mc_dropout`` finds them. Modules call only the
+public functions of ``droplab.functional`` and the checks of ``droplab._checks``.
+
+A seeded module counts its training forwards in a 0-d int64 buffer (``persistent=False``, so
+the state_dict stays empty, as ``torch.nn.Dropout``'s), read as the plain int ``step``: under
+``torch.compile`` the counter is a graph input and the step's seed is computed by tensor ops
+(``derive_seed_tensor``), so training steps neither recompile nor break the graph.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch._C._functorch import peek_interpreter_stack
 
 from droplab import functional as F
-from droplab.kernels.rng import check_seed, derive_seed
+from droplab._checks import (
+    check_backend,
+    check_bool,
+    check_gamma_scale,
+    check_mode,
+    check_pair,
+    check_seed,
+    check_step,
+    resolve_gaussian_p,
+    resolve_p,
+)
+from droplab.kernels.rng import derive_seed, derive_seed_tensor
 
 # ----------------------------------------------------------------------------------------------
 # what every module shares
@@ -20,28 +38,82 @@ from droplab.kernels.rng import check_seed, derive_seed
 
 
 class _DropoutModule(nn.Module):
-    """What every droplab dropout module shares: ``stochastic``, ``keep_prob``, the seeded step
-    counter (training forward ``k`` of a module built with ``seed=s`` uses ``derive_seed(s, k)``)."""
+    """What every droplab dropout module shares: ``p``/``keep_prob``, ``mode``, ``inplace``,
+    ``stochastic``, and the seeded step counter (training forward ``k`` of a module built with
+    ``seed=s`` uses ``derive_seed(s, k)``). Extra keyword arguments go to the next base class
+    (``nn.Linear`` for ``DropConnect``)."""
 
     # random in training: how droplab.mc_dropout finds dropout layers
     stochastic = True
 
-    def _init_seed(self, seed) -> None:
-        self.seed = None if seed is None else check_seed(seed)
-        self.step = 0  # training forward calls so far (seeded masks): save it to resume a run
+    def __init__(
+        self,
+        p: float | None = None,
+        keep_prob: float | None = None,
+        *,
+        mode: str = "inverted",
+        seed: int | None = None,
+        inplace: bool = False,
+        default_p: float = 0.5,
+        **kwargs,
+    ) -> None:
+        p = resolve_p(p, keep_prob, default=default_p)
+        mode = check_mode(mode)
+        seed = None if seed is None else check_seed(seed)
+        super().__init__(**kwargs)
+        self.p, self.mode, self.inplace, self.seed = p, mode, bool(inplace), seed
+        # a tensor, so that a compiled forward reads it as an input instead of specialising on it
+        self.register_buffer("_step", torch.zeros((), dtype=torch.int64), persistent=False)
 
     @property
     def keep_prob(self) -> float:
         return 1.0 - self.p
 
+    @property
+    def step(self) -> int:
+        """Seeded training forwards so far: set it back to resume a run's sequence of masks."""
+        return int(self._step)
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._set_step(check_step(value))
+
+    def _counter(self):
+        """The step counter as a NumPy view where it can be (CPU, no transform), else None.
+
+        The counter is the module's state, not data: no ``torch.func`` transform may see it as a
+        captured tensor written in place (grad over functional_call), and a NumPy write costs
+        about 1 us where an in-place torch op dispatches for about 5 us.
+        """
+        step = self._step
+        if step.device.type == "cpu" and peek_interpreter_stack() is None:
+            return step.numpy()
+        return None
+
+    def _set_step(self, value: int) -> None:
+        counter = self._counter()
+        if counter is not None:
+            counter[()] = value
+        else:
+            with torch._C._DisableFuncTorch():
+                self._step.fill_(value)
+
     def _seeded(self, fn, *args, **kwargs) -> torch.Tensor:
         """``fn(*args, seed=..., **kwargs)`` with this step's seed; counts seeded steps."""
-        seed = None
-        if self.training and self.seed is not None:
-            seed = derive_seed(self.seed, self.step)
-        out = fn(*args, seed=seed, **kwargs)
-        if seed is not None:
-            self.step += 1
+        if not (self.training and self.seed is not None):
+            return fn(*args, seed=None, **kwargs)
+        if torch.compiler.is_compiling():
+            # the step stays a graph input: no recompile per step, and the seed is tensor ops
+            out = fn(*args, seed=derive_seed_tensor(self.seed, self._step), **kwargs)
+            self._step.add_(1)  # a buffer mutation, kept in the graph
+            return out
+        counter = self._counter()
+        step = int(self._step) if counter is None else int(counter)
+        out = fn(*args, seed=derive_seed(self.seed, step), **kwargs)
+        if counter is not None:
+            counter[()] = step + 1
+        else:
+            self._set_step(step + 1)
         return out
 
     def _repr_tail(self) -> str:
@@ -68,9 +140,10 @@ class Dropout(_DropoutModule):
 
     With ``seed=s``, forward call ``k`` in training (``k = 0, 1, ...``) uses the mask of
     ``droplab.kernels.rng.derive_seed(s, k)``: a training run is repeatable, while masks differ
-    between steps. ``k`` is the plain attribute ``step`` (not in the state_dict, like every
-    random state in torch): save it with your checkpoint and set it back to resume the same
-    sequence of masks. Without a seed, masks come from PyTorch's global RNG.
+    between steps. ``k`` is the int ``step`` (not in the state_dict, like every random state in
+    torch): save it with your checkpoint and set it back to resume the same sequence of masks.
+    Without a seed, masks come from PyTorch's global RNG. Compiles without graph breaks or
+    per-step recompiles, exports, and works under ``torch.func`` (see :func:`droplab.dropout`).
 
     Args:
         p: probability of an element to be zeroed, in ``[0, 1]``. Default: 0.5 (when
@@ -117,12 +190,8 @@ class Dropout(_DropoutModule):
         seed: int | None = None,
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        self.p = F.resolve_p(p, keep_prob)
-        self.inplace = bool(inplace)
-        self.mode = F.check_mode(mode)
-        self._init_seed(seed)
-        self.backend = F.check_backend(backend)
+        super().__init__(p, keep_prob, mode=mode, seed=seed, inplace=inplace)
+        self.backend = check_backend(backend)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
@@ -163,11 +232,7 @@ class _ChannelDropout(_DropoutModule):
         keep_prob: float | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__()
-        self.p = F.resolve_p(p, keep_prob)
-        self.inplace = bool(inplace)
-        self.mode = F.check_mode(mode)
-        self._init_seed(seed)
+        super().__init__(p, keep_prob, mode=mode, seed=seed, inplace=inplace)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
@@ -289,10 +354,7 @@ class _AlphaDropoutBase(_DropoutModule):
         keep_prob: float | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__()
-        self.p = F.resolve_p(p, keep_prob)
-        self.inplace = bool(inplace)
-        self._init_seed(seed)
+        super().__init__(p, keep_prob, seed=seed, inplace=inplace)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(type(self)._fn, input, self.p, self.training, self.inplace)
@@ -389,10 +451,8 @@ class GaussianDropout(_DropoutModule):
     def __init__(
         self, p: float | None = None, inplace: bool = False, *, keep_prob: float | None = None
     ) -> None:
-        super().__init__()
-        self.p = F._resolve_gaussian_p(p, keep_prob)
-        self.inplace = bool(inplace)
-        self.seed = None  # Gaussian noise has no counter-based stream: global RNG only
+        # Gaussian noise has no counter-based stream: global RNG only, no seed
+        super().__init__(resolve_gaussian_p(p, keep_prob), inplace=inplace)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.gaussian_dropout(input, self.p, self.training, self.inplace)
@@ -401,7 +461,7 @@ class GaussianDropout(_DropoutModule):
         return f"p={self.p}, inplace={self.inplace}"
 
 
-class DropConnect(nn.Linear, _DropoutModule):
+class DropConnect(_DropoutModule, nn.Linear):
     r"""A ``Linear`` layer whose weights are dropped in training (DropConnect, Wan et al. 2013).
 
     Parameters, initialization and state_dict (``weight``, ``bias``) are those of
@@ -453,12 +513,17 @@ class DropConnect(nn.Linear, _DropoutModule):
         device=None,
         dtype=None,
     ) -> None:
-        p = F.resolve_p(p, keep_prob)
-        mode = F.check_mode(mode)
-        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.p = p
-        self.mode = mode
-        self._init_seed(seed)
+        super().__init__(
+            p,
+            keep_prob,
+            mode=mode,
+            seed=seed,
+            in_features=in_features,
+            out_features=out_features,
+            bias=bias,
+            device=device,
+            dtype=dtype,
+        )
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, p: float | None = None, **kwargs) -> DropConnect:
@@ -531,12 +596,8 @@ class DropPath(_DropoutModule):
         seed: int | None = None,
         inplace: bool = False,
     ) -> None:
-        super().__init__()
-        self.p = F.resolve_p(0.1 if p is None and keep_prob is None else p, keep_prob)
-        self.scale_by_keep = F._check_bool(scale_by_keep, "scale_by_keep")
-        self.mode = F.check_mode(mode)
-        self.inplace = bool(inplace)
-        self._init_seed(seed)
+        super().__init__(p, keep_prob, mode=mode, seed=seed, inplace=inplace, default_p=0.1)
+        self.scale_by_keep = check_bool(scale_by_keep, "scale_by_keep")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
@@ -599,14 +660,11 @@ class DropBlock2d(_DropoutModule):
         seed: int | None = None,
         inplace: bool = False,
     ) -> None:
-        super().__init__()
-        self.p = F.resolve_p(0.1 if p is None and keep_prob is None else p, keep_prob)
-        self.block_size = F._pair(block_size, "block_size")
-        self.gamma_scale = F._check_gamma_scale(gamma_scale)
-        self.couple_channels = F._check_bool(couple_channels, "couple_channels")
-        self.scale_by_keep = F._check_bool(scale_by_keep, "scale_by_keep")
-        self.inplace = bool(inplace)
-        self._init_seed(seed)
+        super().__init__(p, keep_prob, seed=seed, inplace=inplace, default_p=0.1)
+        self.block_size = check_pair(block_size, "block_size")
+        self.gamma_scale = check_gamma_scale(gamma_scale)
+        self.couple_channels = check_bool(couple_channels, "couple_channels")
+        self.scale_by_keep = check_bool(scale_by_keep, "scale_by_keep")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(
@@ -670,12 +728,8 @@ class LockedDropout(_DropoutModule):
         seed: int | None = None,
         inplace: bool = False,
     ) -> None:
-        super().__init__()
-        self.p = F.resolve_p(p, keep_prob)
-        self.batch_first = F._check_bool(batch_first, "batch_first")
-        self.mode = F.check_mode(mode)
-        self.inplace = bool(inplace)
-        self._init_seed(seed)
+        super().__init__(p, keep_prob, mode=mode, seed=seed, inplace=inplace)
+        self.batch_first = check_bool(batch_first, "batch_first")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._seeded(

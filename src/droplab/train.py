@@ -19,7 +19,6 @@ import csv
 import dataclasses
 import io
 import math
-import numbers
 import signal
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from droplab._fields import Range, check, option
 from droplab._io import (
     CorruptFileError,
     atomic_torch_save,
@@ -38,6 +38,8 @@ from droplab._io import (
     torch_load_verified,
 )
 from droplab._threads import check_threads
+from droplab._timer import Stopwatch
+from droplab.errors import ConfigError
 from droplab.models import ENGINES, INITS
 
 MODES = ("inverted", "classic")
@@ -49,6 +51,10 @@ CHECKPOINT = "checkpoint"
 CHECKPOINT_FORMAT = 1
 _CHECKPOINT_KEYS = ("config", "epochs", "engine", "numpy_rng", "dropout_steps")
 EVAL_BATCH = 8192
+# the ranges several fields share
+INT_1 = Range(1, kind=int)
+PROB_OPEN = Range(0.0, 1.0, hi_open=True)
+POSITIVE = Range(0.0, lo_open=True)
 
 
 class DivergedError(RuntimeError):
@@ -63,34 +69,76 @@ class TrainConfig:
     Constructing one validates every field (``ValueError`` naming the field and its range).
     """
 
-    engine: str = "torch"  # "torch" | "scratch" (the NumPy engine, droplab.scratch)
-    hidden: tuple[int, ...] = (256, 256)  # hidden layer widths: 784-256-256-10
-    dropout: tuple[float, ...] = (0.2, 0.5)  # drop probability per hidden layer; 0 = no dropout
-    input_dropout: float = 0.0  # drop probability of the input pixels; 0 = no input dropout
-    mode: str = "inverted"  # "inverted" (scale in training) | "classic" (scale at eval)
-    init: str = "normal"  # "normal": N(0, 0.01^2) as in d2l | "torch": nn.Linear's default
-    epochs: int = 5  # passes over the training set
-    lr: float = 0.5  # learning rate (the tutorial's plain SGD value)
-    batch_size: int = 256  # examples per step; the last batch of an epoch may be smaller
-    # "nominal": a batch's loss is the sum of its examples' losses / batch_size, so a short last
-    # batch takes a proportionally shorter step (d2l's sgd(params, lr, batch_size), Gluon's
-    # trainer.step(batch_size): the reference runs) | "mean": / the batch's own length (torch's
-    # CrossEntropyLoss). At lr 0.5 it moves the epoch's final test accuracy: README, "Why 0.85"
-    reduction: str = "nominal"
-    optimizer: str = "sgd"  # sgd | momentum | adagrad | rmsprop | adam (torch.optim's rules)
-    momentum: float = 0.9  # momentum of optimizer="momentum" (SGD with momentum)
-    nesterov: bool = False  # Nesterov momentum for optimizer="momentum"
-    alpha: float = 0.99  # RMSprop's smoothing constant (torch's default)
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam's (beta1, beta2) (torch's default)
-    eps: float | None = None  # None: torch's default per optimizer (1e-10 adagrad, else 1e-8)
-    weight_decay: float = 0.0  # L2 penalty, added to the gradient as torch.optim does
-    scheduler: str = "none"  # none | step | multistep | exponential, stepped once per epoch
-    step_size: int = 2  # scheduler="step": multiply the lr by gamma every step_size epochs
-    gamma: float = 0.5  # the factor of every scheduler ("exponential": every epoch)
-    milestones: tuple[int, ...] = (3,)  # scheduler="multistep": epochs after which lr *= gamma
-    subset: int | None = None  # train on the first N training examples (None = all 60,000)
-    seed: int = 0  # seeds the initial weights, the shuffling and the dropout masks
-    threads: int | None = None  # torch intra-op threads; None = torch's default (one per core)
+    engine: str = option("torch", "torch, or scratch (the NumPy engine)", choices=ENGINES)
+    hidden: tuple[int, ...] = option(
+        (256, 256), "hidden layer widths", INT_1, items=0, metavar="N,N",
+        note=" (layer widths; empty for no hidden layer)",
+    )  # fmt: skip
+    dropout: tuple[float, ...] = option(
+        (0.2, 0.5),
+        "drop probability per hidden layer, in {range}; 0 = none",
+        Range(0.0, 1.0), items=0, note=", one per hidden layer", metavar="P,P", seps=",:",
+        # the command line's droplab.cli.train.per_layer
+        help_suffix="; one rate for every layer, or one per layer as 0.2,0.5 or 0.2:0.5 (the "
+        "sweep's form)",
+    )  # fmt: skip
+    input_dropout: float = option(
+        0.0, "drop probability of the input pixels, in {range}; 0 = none", PROB_OPEN, metavar="P"
+    )
+    mode: str = option(
+        "inverted", "inverted (scale in training) or classic (scale at eval)", choices=MODES
+    )
+    init: str = option(
+        "normal",
+        "initial weights: normal = N(0, 0.01^2) as in the tutorial, torch = nn.Linear's default",
+        choices=INITS,
+    )
+    epochs: int = option(5, "epochs: passes over the training set", INT_1)
+    lr: float = option(0.5, "learning rate (the tutorial's plain SGD value)", POSITIVE)
+    batch_size: int = option(256, "batch size; the last batch of an epoch may be smaller", INT_1)
+    # "nominal" is the reference runs' (d2l's sgd(params, lr, batch_size), Gluon's
+    # trainer.step(batch_size)). At lr 0.5 it moves the epoch's final test accuracy: README,
+    # "Why 0.85"
+    reduction: str = option(
+        "nominal",
+        "a batch's loss: nominal = sum / --batch-size, so the short last batch of an epoch takes "
+        "a shorter step, as in the tutorial; mean = / its own length, as nn.CrossEntropyLoss",
+        choices=REDUCTIONS,
+    )
+    optimizer: str = option("sgd", "update rule, as torch.optim", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "momentum of --optimizer momentum, in {range}", PROB_OPEN)
+    nesterov: bool = option(False, "Nesterov momentum (--optimizer momentum)")
+    alpha: float = option(0.99, "RMSprop's smoothing constant, in {range}", PROB_OPEN)
+    betas: tuple[float, float] = option(
+        (0.9, 0.999), "Adam's betas, each in {range}", PROB_OPEN, items=2, exact=True,
+        metavar="B1,B2",
+    )  # fmt: skip
+    eps: float | None = option(
+        None, "epsilon of adagrad/rmsprop/adam", POSITIVE, optional=True,
+        default_text="torch's, 1e-10 or 1e-8",
+    )  # fmt: skip
+    weight_decay: float = option(
+        0.0, "L2 penalty, in {range}, added to the gradient as torch.optim does", Range(0.0)
+    )
+    scheduler: str = option("none", "learning-rate schedule, stepped per epoch", choices=SCHEDULERS)
+    step_size: int = option(2, "--scheduler step: epochs between decays", INT_1)
+    gamma: float = option(
+        0.5, "decay factor of every scheduler, in {range}", Range(0.0, 1.0, lo_open=True)
+    )
+    milestones: tuple[int, ...] = option(
+        (3,), "--scheduler multistep: epochs after which lr *= gamma", INT_1, items=1,
+        increasing=True, metavar="E,E",
+    )  # fmt: skip
+    subset: int | None = option(
+        None, "train on the first N training examples", INT_1, optional=True, metavar="N",
+        default_text="all 60,000",
+    )  # fmt: skip
+    seed: int = option(
+        0, "seeds the weights, the shuffling and the masks", Range(0, 2**63 - 1, kind=int)
+    )
+    # torch intra-op threads; None = torch's default (one per core). Checked by check_threads
+    # (its range is the machine's); the command line's default is DEFAULT_THREADS
+    threads: int | None = None
 
     def __post_init__(self):
         for name in ("hidden", "dropout", "betas", "milestones"):
@@ -147,103 +195,18 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check(ok: bool, name: str, accepted: str, value) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {accepted}, got {value!r}")
-
-
-def _choice(c: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(c, name)
-    _check(value in choices, name, "one of " + ", ".join(map(repr, choices)), value)
-
-
 def _validate(c: TrainConfig) -> None:
-    _choice(c, "engine", ENGINES)
-    _choice(c, "mode", MODES)
-    _choice(c, "init", INITS)
-    _choice(c, "optimizer", OPTIMIZERS)
-    _choice(c, "scheduler", SCHEDULERS)
-    _choice(c, "reduction", REDUCTIONS)
-    _check(
-        isinstance(c.hidden, tuple) and all(_is_int(h) and h >= 1 for h in c.hidden),
-        "hidden",
-        "a list of integers >= 1 (layer widths; empty for no hidden layer)",
-        c.hidden,
-    )
-    _check(
-        isinstance(c.dropout, tuple) and all(_is_real(p) and 0 <= p <= 1 for p in c.dropout),
-        "dropout",
-        "a list of numbers in [0, 1], one per hidden layer",
-        c.dropout,
-    )
-    if len(c.dropout) != len(c.hidden):
-        raise ValueError(
-            f"dropout must have one rate per hidden layer: hidden has {len(c.hidden)} layers "
-            f"{list(c.hidden)}, dropout has {len(c.dropout)} rates {list(c.dropout)}"
-        )
-    _check(
-        _is_real(c.input_dropout) and 0 <= c.input_dropout < 1,
-        "input_dropout",
-        "a number in [0, 1)",
-        c.input_dropout,
-    )
-    for name, lo in (("epochs", 1), ("batch_size", 1), ("step_size", 1), ("seed", 0)):
-        value = getattr(c, name)
-        _check(_is_int(value) and value >= lo, name, f"an integer >= {lo}", value)
-    _check(c.seed < 2**63, "seed", "an integer in [0, 2**63 - 1]", c.seed)
-    _check(
-        c.subset is None or (_is_int(c.subset) and c.subset >= 1),
-        "subset",
-        "None or an integer >= 1",
-        c.subset,
-    )
+    """Every field in its ``option``'s range, then what involves two fields."""
+    check(c)
     check_threads(c.threads)
-    _check(_is_real(c.lr) and c.lr > 0, "lr", "a number in (0, inf)", c.lr)
-    _check(
-        _is_real(c.momentum) and 0 <= c.momentum < 1, "momentum", "a number in [0, 1)", c.momentum
-    )
-    _check(_is_real(c.alpha) and 0 <= c.alpha < 1, "alpha", "a number in [0, 1)", c.alpha)
-    _check(isinstance(c.nesterov, bool), "nesterov", "true or false", c.nesterov)
-    _check(
-        isinstance(c.betas, tuple)
-        and len(c.betas) == 2
-        and all(_is_real(b) and 0 <= b < 1 for b in c.betas),
-        "betas",
-        "two numbers in [0, 1)",
-        c.betas,
-    )
-    _check(
-        c.eps is None or (_is_real(c.eps) and c.eps > 0),
-        "eps",
-        "None or a number in (0, inf)",
-        c.eps,
-    )
-    _check(
-        _is_real(c.weight_decay) and c.weight_decay >= 0,
-        "weight_decay",
-        "a number in [0, inf)",
-        c.weight_decay,
-    )
-    _check(_is_real(c.gamma) and 0 < c.gamma <= 1, "gamma", "a number in (0, 1]", c.gamma)
-    _check(
-        isinstance(c.milestones, tuple)
-        and len(c.milestones) >= 1
-        and all(_is_int(m) and m >= 1 for m in c.milestones)
-        and list(c.milestones) == sorted(set(c.milestones)),
-        "milestones",
-        "a non-empty increasing list of integers >= 1",
-        c.milestones,
-    )
+    if len(c.dropout) != len(c.hidden):
+        raise ConfigError(
+            "dropout",
+            f"must have one rate per hidden layer: {len(c.hidden)} hidden layers "
+            f"{list(c.hidden)}, {len(c.dropout)} rates {list(c.dropout)}",
+        )
     if c.nesterov and c.optimizer == "momentum" and c.momentum == 0:
-        raise ValueError("nesterov needs momentum > 0")
+        raise ConfigError("nesterov", "needs momentum > 0")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -530,29 +493,18 @@ def train(
 def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_set, log):
     import torch
 
-    started = time.perf_counter()
+    run_watch = Stopwatch()
     torch.manual_seed(c.seed)
     engine = _ENGINES[c.engine](c)
     n = len(train_set.labels) if c.subset is None else min(c.subset, len(train_set.labels))
-    x_train, y_train = engine.arrays(train_set.images[:n], train_set.labels[:n])
-    x_test, y_test = engine.arrays(test_set.images, test_set.labels)
+    train = engine.arrays(train_set.images[:n], train_set.labels[:n])
+    test = engine.arrays(test_set.images, test_set.labels)
     shuffle = np.random.default_rng(np.random.SeedSequence([c.seed, 2]))
     dropouts = _dropout_layers(engine.model)
     epochs: list[dict] = []
 
     if resume and out is not None and (out / CHECKPOINT).exists():
-        ckpt = _load_checkpoint(out / CHECKPOINT)
-        _check_resumable(TrainConfig.from_dict(ckpt["config"]), c)
-        try:
-            engine.load_state(ckpt["engine"])
-            shuffle.bit_generator.state = ckpt["numpy_rng"]
-            for layer, step in zip(dropouts, ckpt["dropout_steps"], strict=True):
-                _set_dropout_step(layer, step)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CorruptFileError(
-                f"{out / CHECKPOINT} does not fit this run ({type(e).__name__}: {e})"
-            ) from None
-        epochs = list(ckpt["epochs"])
+        epochs = _resume(out / CHECKPOINT, c, engine, shuffle, dropouts)
         log(f"resuming from {out / CHECKPOINT} after epoch {len(epochs)}")
     elif resume:
         log(f"no checkpoint in {out}: starting at epoch 1")
@@ -563,27 +515,8 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
     batches = math.ceil(n / c.batch_size)
     try:
         for epoch in range(len(epochs) + 1, c.epochs + 1):
-            t0 = time.perf_counter()
-            order = engine.start_epoch(shuffle.permutation(n))
             bars.start(epoch, batches)
-            for b in range(batches):
-                idx = order[b * c.batch_size : (b + 1) * c.batch_size]
-                engine.step(x_train[idx], y_train[idx])
-                bars.advance(min((b + 1) * c.batch_size, n), engine.end_epoch)
-            loss_sum, correct = engine.end_epoch()
-            test_loss, test_acc = engine.evaluate(x_test, y_test)
-            lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
-            if engine.sched:
-                engine.sched.step()
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / n,
-                "train_acc": correct / n,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "lr": float(lr),
-                "seconds": time.perf_counter() - t0,
-            }
+            row = _epoch(epoch, c, engine, shuffle.permutation(n), train, test, bars)
             if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
                 raise DivergedError(
                     f"training diverged in epoch {epoch}: train loss {row['train_loss']}, test "
@@ -603,7 +536,47 @@ def _run(c: TrainConfig, out: Path | None, resume: bool, bars, train_set, test_s
             )
         raise
     engine.model.eval()
-    return TrainResult(c, epochs, engine.model, time.perf_counter() - started)
+    return TrainResult(c, epochs, engine.model, run_watch.seconds())
+
+
+def _resume(path: Path, c: TrainConfig, engine, shuffle, dropouts) -> list[dict]:
+    """Restore the state of the checkpoint ``path`` (made with the same settings); returns the
+    metrics of its epochs. A checkpoint that does not fit is a ``CorruptFileError``."""
+    ckpt = _load_checkpoint(path)
+    _check_resumable(TrainConfig.from_dict(ckpt["config"]), c)
+    try:
+        engine.load_state(ckpt["engine"])
+        shuffle.bit_generator.state = ckpt["numpy_rng"]
+        for layer, step in zip(dropouts, ckpt["dropout_steps"], strict=True):
+            _set_dropout_step(layer, step)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CorruptFileError(f"{path} does not fit this run ({type(e).__name__}: {e})") from None
+    return list(ckpt["epochs"])
+
+
+def _epoch(epoch: int, c: TrainConfig, engine, order, train, test, bars) -> dict:
+    """One pass over the training rows ``order``, then the test set: the epoch's metrics row."""
+    watch = Stopwatch()
+    (x_train, y_train), n = train, len(order)
+    order = engine.start_epoch(order)
+    for b in range(math.ceil(n / c.batch_size)):
+        idx = order[b * c.batch_size : (b + 1) * c.batch_size]
+        engine.step(x_train[idx], y_train[idx])
+        bars.advance(min((b + 1) * c.batch_size, n), engine.end_epoch)
+    loss_sum, correct = engine.end_epoch()
+    test_loss, test_acc = engine.evaluate(*test)
+    lr = engine.opt.param_groups[0]["lr"]  # the rate this epoch used
+    if engine.sched:
+        engine.sched.step()
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / n,
+        "train_acc": correct / n,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "lr": float(lr),
+        "seconds": watch.seconds(),
+    }
 
 
 def epoch_line(row: dict) -> str:
@@ -626,27 +599,6 @@ def describe(c: TrainConfig) -> str:
         f"{c.engine} engine, MLP {net}, dropout {drop} ({c.mode}), {c.optimizer} lr {c.lr:g}, "
         f"batch {c.batch_size}{mean}, seed {c.seed}{sub}"
     )
-
-
-def print_table(epochs: list[dict], *, title: str = "", console=None) -> None:
-    """The epochs as a ``rich`` table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title or None, title_justify="left")
-    for name in ("epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"):
-        table.add_column(name, justify="right")
-    for r in epochs:
-        table.add_row(
-            str(r["epoch"]),
-            f"{r['train_loss']:.4f}",
-            f"{r['train_acc']:.3f}",
-            f"{r['test_loss']:.4f}",
-            f"{r['test_acc']:.3f}",
-            f"{r['lr']:.4g}",
-            f"{r['seconds']:.1f}",
-        )
-    (console or Console()).print(table)
 
 
 class _Bars:
@@ -701,25 +653,13 @@ class _Bars:
         self._shown = time.perf_counter()
 
     def _new_progress(self):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from droplab._console import progress_bar
 
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("batches"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[metrics]}"),
-            console=self.console,
+        return progress_bar(
+            self.console,
+            "{task.description}",
+            "batches",
+            tail="{task.fields[metrics]}",
             transient=True,
         )
 

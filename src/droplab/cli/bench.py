@@ -28,14 +28,13 @@ import argparse
 
 from droplab.cli.options import list_of, positive_int, probability
 from droplab.studies.bench import (
-    DIRECTIONS,
     SIZES,
-    _best,
-    _cell_functions,
+    compiled_dropout,
     first_call_seconds,
     machine_line,
     overhead_us,
     saved_bytes,
+    throughput,
     transformer_step,
 )
 
@@ -89,24 +88,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _overhead_table(rows):
+def _table(title: str, columns: tuple[str, ...]):
     from rich.table import Table
 
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    return table
+
+
+def _overhead_table(rows):
     from droplab.kernels.fast import AUTO_MIN_NUMEL
 
-    table = Table(
-        title=f"per-call overhead, us per forward call, float32, p=0.1 (auto takes the fast "
-        f"kernel from {AUTO_MIN_NUMEL} elements)"
+    table = _table(
+        f"per-call overhead, us per forward call, float32, p=0.1 (auto takes the fast kernel "
+        f"from {AUTO_MIN_NUMEL} elements)",
+        ("size", "requires_grad", "torch eager", "droplab auto", "droplab torch", "droplab fast"),
     )
-    for col in (
-        "size",
-        "requires_grad",
-        "torch eager",
-        "droplab auto",
-        "droplab torch",
-        "droplab fast",
-    ):
-        table.add_column(col, justify="right")
     for r in rows:
         us = r["us_per_call"]
         table.add_row(
@@ -120,24 +118,20 @@ def _overhead_table(rows):
     return table
 
 
-def run(args: argparse.Namespace) -> int:
+def _choices(args: argparse.Namespace) -> tuple[list[str], dict, list[float], int]:
+    """The sizes, dtypes, ``p`` values and repeats asked for (``--quick``: a small subset);
+    an unknown size or dtype, or ``p >= 1``, is a ``UsageError`` (exit 2)."""
     import torch
-    from rich.console import Console
-    from rich.table import Table
 
     from droplab.errors import UsageError
 
-    console = Console()
-    if not console.is_terminal:  # piped or in a file: room for the whole table
-        console = Console(width=max(console.width, 150))
     quick = args.quick
     sizes = args.sizes or (["64K", "16M"] if quick else list(SIZES))
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         raise UsageError(f"--sizes: unknown size {unknown[0]!r} (choose from {', '.join(SIZES)})")
-    dtype_names = args.dtypes or (["float32"] if quick else ["float32", "bfloat16"])
     dtypes = {}
-    for name in dtype_names:
+    for name in args.dtypes or (["float32"] if quick else ["float32", "bfloat16"]):
         dt = getattr(torch, name, None)
         if dt not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
             raise UsageError(
@@ -148,125 +142,90 @@ def run(args: argparse.Namespace) -> int:
     ps = args.p or ([0.1] if quick else [0.1, 0.5])
     if any(p >= 1 for p in ps):
         raise UsageError("--p: each p must be in [0, 1)")
-    repeat = args.repeat or (5 if quick else 7)
+    return sizes, dtypes, ps, args.repeat or (5 if quick else 7)
+
+
+def _throughput_table(results: list[dict]):
+    names = {n: name for name, n in SIZES.items()}
+    table = _table(
+        "dropout throughput, M elements/s (x = ratio to torch eager, same run)",
+        ("size", "dtype", "p", "direction", "torch eager", "torch.compile", "droplab fast",
+         "copy_", "clone", "fast / clone"),
+    )  # fmt: skip
+    for r in results:
+        rate = r["M_per_s"]
+        base = rate["torch"]
+
+        def cell(k, rate=rate, base=base):
+            return f"{rate[k]:,.0f} ({rate[k] / base:.1f}x)" if k in rate else "-"
+
+        table.add_row(
+            names[r["size"]],
+            r["dtype"],
+            f"{r['p']:g}",
+            r["direction"],
+            f"{base:,.0f}",
+            cell("compile"),
+            cell("fast"),
+            f"{rate['copy']:,.0f}",
+            f"{rate['clone']:,.0f}",
+            f"{rate['fast'] / rate['clone']:.0%}",
+        )
+    return table
+
+
+def _transformer(console, quick: bool) -> dict:
+    cfg = (
+        dict(steps=3, batch=8, seq=64, d_model=128, layers=2)
+        if quick
+        else dict(steps=5, batch=16, seq=128, d_model=256, layers=4)
+    )
+    with console.status("TransformerEncoder training steps"):
+        e2e = transformer_step(**cfg)
+    console.print(
+        f"TransformerEncoder training step ({e2e['shape']}, dropout 0.1, best of "
+        f"{cfg['steps']}): torch dropout {e2e['torch'] * 1e3:.1f} ms, droplab fast "
+        f"{e2e['fast'] * 1e3:.1f} ms ({e2e['torch'] / e2e['fast']:.2f}x)"
+    )
+    return e2e
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from droplab._io import atomic_write_json
+
+    console = Console()
+    if not console.is_terminal:  # piped or in a file: room for the whole table
+        console = Console(width=max(console.width, 150))
+    sizes, dtypes, ps, repeat = _choices(args)
     use_compile = not args.no_compile
 
-    first = first_call_seconds(custom_op=use_compile and not args.overhead)
+    first = first_call_seconds(compiled=use_compile and not args.overhead)
     console.print(f"[bold]machine[/bold]: {machine_line()}")
     console.print("first calls: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in first.items()))
-
     with console.status("measuring per-call overhead"):
-        overhead = overhead_us(calls=100 if quick else 200)
+        overhead = overhead_us(calls=100 if args.quick else 200)
     console.print(_overhead_table(overhead))
-    if args.overhead:
-        if args.json:
-            from droplab._io import atomic_write_json
-
-            atomic_write_json(
-                args.json,
-                {"machine": machine_line(), "first_call_s": first, "overhead_us": overhead},
+    record = {"machine": machine_line(), "first_call_s": first, "overhead_us": overhead}
+    if not args.overhead:
+        with console.status("measuring") as status:
+            results = throughput(
+                sizes,
+                dtypes,
+                ps,
+                repeat,
+                compiled=compiled_dropout() if use_compile else None,
+                on_cell=lambda cell: status.update(f"measuring {cell}"),
             )
-        return 0
-
-    compiled = None
-    if use_compile:
-        import torch.nn.functional as F
-
-        # the backward column reruns one graph's backward (retain_graph=True), which AOTAutograd's
-        # buffer donation forbids
-        torch._functorch.config.donated_buffer = False
-        compiled = torch.compile(lambda t, p: F.dropout(t, p, True), dynamic=True)
-
-    results = []
-    table = Table(title="dropout throughput, M elements/s (x = ratio to torch eager, same run)")
-    for col in (
-        "size",
-        "dtype",
-        "p",
-        "direction",
-        "torch eager",
-        "torch.compile",
-        "droplab fast",
-        "copy_",
-        "clone",
-        "fast / clone",
-    ):
-        table.add_column(col, justify="right")
-    with console.status("measuring") as status:
-        for dname, dtype in dtypes.items():
-            for p in ps:
-                for sname in sizes:
-                    n = SIZES[sname]
-                    for direction in DIRECTIONS:
-                        status.update(f"measuring {sname} {dname} p={p} {direction}")
-                        fns = _cell_functions(n, dtype, p, direction, compiled, use_compile)
-                        r = repeat if n < 1 << 26 else max(2, repeat // 2)
-                        best = _best(fns, r)
-                        rate = {k: n / v / 1e6 for k, v in best.items()}
-                        results.append(
-                            {
-                                "size": n,
-                                "dtype": dname,
-                                "p": p,
-                                "direction": direction,
-                                "M_per_s": rate,
-                            }
-                        )
-                        base = rate["torch"]
-
-                        def cell(k, rate=rate, base=base):
-                            if k not in rate:
-                                return "-"
-                            return f"{rate[k]:,.0f} ({rate[k] / base:.1f}x)"
-
-                        table.add_row(
-                            sname,
-                            dname,
-                            f"{p:g}",
-                            direction,
-                            f"{base:,.0f}",
-                            cell("compile"),
-                            cell("fast"),
-                            f"{rate['copy']:,.0f}",
-                            f"{rate['clone']:,.0f}",
-                            f"{rate['fast'] / rate['clone']:.0%}",
-                        )
-                        del fns
-    console.print(table)
-
-    sb = saved_bytes()
-    console.print(
-        "saved for backward, bytes per float32 element: "
-        + ", ".join(f"{k} {v:g}" for k, v in sb.items())
-    )
-
-    e2e = None
-    if not args.no_e2e:
-        cfg = (
-            dict(steps=3, batch=8, seq=64, d_model=128, layers=2)
-            if quick
-            else dict(steps=5, batch=16, seq=128, d_model=256, layers=4)
-        )
-        with console.status("TransformerEncoder training steps"):
-            e2e = transformer_step(**cfg)
+        console.print(_throughput_table(results))
+        sb = saved_bytes()
         console.print(
-            f"TransformerEncoder training step ({e2e['shape']}, dropout 0.1, best of "
-            f"{cfg['steps']}): torch dropout {e2e['torch'] * 1e3:.1f} ms, droplab fast "
-            f"{e2e['fast'] * 1e3:.1f} ms ({e2e['torch'] / e2e['fast']:.2f}x)"
+            "saved for backward, bytes per float32 element: "
+            + ", ".join(f"{k} {v:g}" for k, v in sb.items())
         )
-
+        e2e = None if args.no_e2e else _transformer(console, args.quick)
+        record.update(results=results, saved_bytes_per_element=sb, transformer_step_s=e2e)
     if args.json:
-        from droplab._io import atomic_write_json
-
-        atomic_write_json(
-            args.json,
-            {
-                "machine": machine_line(),
-                "first_call_s": first,
-                "overhead_us": overhead,
-                "results": results,
-                "saved_bytes_per_element": sb,
-                "transformer_step_s": e2e,
-            },
-        )
+        atomic_write_json(args.json, record)
     return 0

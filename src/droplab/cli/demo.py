@@ -29,9 +29,9 @@ examples:
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
+from droplab._timer import Stopwatch
 from droplab.cli.options import add_engine, add_out, add_seed, add_subset, add_threads, positive_int
 from droplab.studies.demo import QUICK, RECIPES, activation_stats, hidden_activations, recipe
 
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_seed(parser, "seeds weights, shuffling and masks, the same for both runs")
     add_engine(parser)
-    add_subset(parser, "train on the first N examples (default: the recipe's, 2,000 or all)")
+    add_subset(parser, "train on the first N examples", "the recipe's, 2,000 or all")
     add_threads(parser)
     add_out(parser, DEFAULT_OUT, "output folder")
     parser.add_argument(
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from droplab.train import describe, train
 
     screen = console()
-    started = time.perf_counter()
+    watch = Stopwatch()
     models = []
     for i, (name, label, config) in enumerate(runs, 1):
         screen.print(
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         )
         result = train(config, out_dir=out / name, progress=True, data=data, log=print)
         models.append(result.model)
-    seconds = time.perf_counter() - started
+    seconds = watch.seconds()
     test_images = data[1].images
     layers = [hidden_activations(m, test_images) for m in models]
     shown = len(layers[0]) - 1  # the last hidden layer, whose units feed the classifier

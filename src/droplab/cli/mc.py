@@ -45,8 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_range(0), default=0, help="seed (default: 0)")
     add_threads(parser)
     add_quiet(parser)
+    _add_fashion_arguments(parser.add_argument_group("Fashion-MNIST"))
+    _add_uci_arguments(parser.add_argument_group("UCI regression benchmark"))
 
-    f = parser.add_argument_group("Fashion-MNIST")
+
+def _add_fashion_arguments(f) -> None:
     f.add_argument(
         "--checkpoint",
         type=Path,
@@ -66,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="epochs of the MLP trained here (default: 30)",
     )
     add_mlp(f, hidden="hidden widths", dropout="drop rate per hidden layer of the MLP trained here")
-    add_subset(f, "train the MLP on the first N training examples (default: all 60,000)")
+    add_subset(f, "train the MLP on the first N training examples")
     f.add_argument(
         "--samples",
         type=list_of(positive_int),
@@ -99,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 1,32,256)",
     )
 
-    u = parser.add_argument_group("UCI regression benchmark")
+
+def _add_uci_arguments(u) -> None:
     u.add_argument(
         "--uci",
         type=list_of(str),

@@ -88,44 +88,72 @@ positive_float = float_range(0.0, None, lo_open=True)
 # -- options that several commands share, spelled once; ``parser`` may be an argument group ----
 
 
+def flag(name: str) -> str:
+    """The command-line flag of a config field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def config_argument(parser, name: str, help: str | None = None, default_text: str | None = None):
+    """``--name`` for the ``TrainConfig`` field ``name``, from the field's ``option``
+    (``droplab._fields``): its type and accepted range, choices, default, metavar, and help
+    (``help`` replaces the field's text; ``(default: ...)`` follows it)."""
+    import dataclasses
+
+    from droplab.train import TrainConfig
+
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    meta, cli = f.metadata, f.metadata["cli"]
+    text = (help or meta["help"]) + cli.get("help_suffix", "")
+    if meta["range"] is None and meta["choices"] is None:  # a flag, off by default
+        parser.add_argument(flag(name), action="store_true", help=text)
+        return
+    shown = default_text or cli.get("default_text") or _shown(f.default)
+    kw = {
+        "default": list(f.default) if isinstance(f.default, tuple) else f.default,
+        "help": f"{text} (default: {shown})",
+    }
+    if meta["choices"] is not None:
+        kw["choices"] = meta["choices"]
+    else:
+        kw["type"] = _config_type(meta)
+    if "metavar" in cli:
+        kw["metavar"] = cli["metavar"]
+    parser.add_argument(flag(name), **kw)
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(_shown, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _config_type(meta: dict):
+    """The argparse type of a field: its range, as a list for a tuple field."""
+    r = meta["range"]
+    if r.kind is int:
+        one = int_range(r.lo, r.hi)
+    else:
+        one = float_range(r.lo, r.hi, lo_open=r.lo_open, hi_open=r.hi_open)
+    if meta["items"] is None:
+        return one
+    return list_of(one, min_len=max(1, meta["items"]), seps=meta["cli"].get("seps", ","))
+
+
 def add_engine(parser) -> None:
     """``--engine torch|scratch``: which engine trains the MLP."""
-    parser.add_argument(
-        "--engine",
-        choices=("torch", "scratch"),
-        default="torch",
-        help="torch, or scratch (the NumPy engine) (default: torch)",
-    )
+    config_argument(parser, "engine")
 
 
 def add_mlp(parser, *, hidden: str, dropout: str) -> None:
-    """``--hidden N,N`` and ``--dropout P,P``: the MLP's hidden widths and per-layer drop rates.
-
-    ``hidden`` and ``dropout`` are their help texts, each followed by its default.
-    """
-    parser.add_argument(
-        "--hidden",
-        type=list_of(positive_int),
-        default=[256, 256],
-        metavar="N,N",
-        help=f"{hidden} (default: 256,256)",
-    )
-    parser.add_argument(
-        "--dropout",
-        # "0.2,0.5" or, as in a sweep's grid, "0.2:0.5"; one rate means every hidden layer
-        type=list_of(probability, seps=",:"),
-        default=[0.2, 0.5],
-        metavar="P,P",
-        help=f"{dropout}; one rate for every layer, or one per layer as 0.2,0.5 or 0.2:0.5 "
-        "(the sweep's form) (default: 0.2,0.5)",
-    )
+    """``--hidden N,N`` and ``--dropout P,P``: the MLP's hidden widths and per-layer drop rates
+    (one rate means every hidden layer). ``hidden`` and ``dropout`` are their help texts."""
+    config_argument(parser, "hidden", hidden)
+    config_argument(parser, "dropout", dropout)
 
 
-def add_seed(parser, help: str = "seeds the weights, the shuffling and the masks") -> None:
+def add_seed(parser, help: str | None = None) -> None:
     """``--seed``: an int in ``[0, 2**63 - 1]`` (``TrainConfig``'s range), default 0."""
-    parser.add_argument(
-        "--seed", type=int_range(0, 2**63 - 1), default=0, help=f"{help} (default: 0)"
-    )
+    config_argument(parser, "seed", help)
 
 
 def add_threads(parser) -> None:
@@ -149,9 +177,9 @@ def add_quiet(parser) -> None:
     )  # fmt: skip
 
 
-def add_subset(parser, help: str) -> None:
+def add_subset(parser, help: str, default_text: str | None = None) -> None:
     """``--subset N``: train on the first N training examples."""
-    parser.add_argument("--subset", type=positive_int, default=None, metavar="N", help=help)
+    config_argument(parser, "subset", help, default_text)
 
 
 def add_out(parser, default: str, help: str) -> None:

@@ -16,132 +16,31 @@ examples:
 from __future__ import annotations
 
 import argparse
-import re
+import dataclasses
 from pathlib import Path
 
-from droplab.cli.options import (
-    add_engine,
-    add_mlp,
-    add_out,
-    add_quiet,
-    add_seed,
-    add_subset,
-    add_threads,
-    float_range,
-    list_of,
-    positive_float,
-    positive_int,
-)
+from droplab.cli.options import add_out, add_quiet, add_threads, config_argument, flag
 
 DEFAULT_OUT = "droplab-runs/train"
 
 
+# the fields shown under "network"; the others under "training"
+NETWORK = ("engine", "hidden", "dropout", "input_dropout", "mode", "init")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``TrainConfig`` (shared by ``droplab train``); defaults are the recipe's."""
-    g = parser.add_argument_group("network")
-    add_engine(g)
-    add_mlp(
-        g,
-        hidden="hidden layer widths",
-        dropout="drop probability per hidden layer, in [0, 1]; 0 = none",
-    )
-    g.add_argument(
-        "--input-dropout",
-        type=float_range(0.0, 1.0, hi_open=True),
-        default=0.0,
-        metavar="P",
-        help="drop probability of the input pixels, in [0, 1); 0 = none (default: 0)",
-    )
-    g.add_argument(
-        "--mode",
-        choices=("inverted", "classic"),
-        default="inverted",
-        help="inverted (scale in training) or classic (scale at eval) (default: inverted)",
-    )
-    g.add_argument(
-        "--init",
-        choices=("normal", "torch"),
-        default="normal",
-        help="initial weights: normal = N(0, 0.01^2) as in the tutorial, torch = "
-        "nn.Linear's default (default: normal)",
-    )
-    g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=5, help="epochs (default: 5)")
-    g.add_argument("--lr", type=positive_float, default=0.5, help="learning rate (default: 0.5)")
-    g.add_argument("--batch-size", type=positive_int, default=256, help="batch size (default: 256)")
-    g.add_argument(
-        "--reduction",
-        choices=("nominal", "mean"),
-        default="nominal",
-        help="a batch's loss: nominal = sum / --batch-size, so the short last batch of an "
-        "epoch takes a shorter step, as in the tutorial; mean = / its own length, as "
-        "nn.CrossEntropyLoss (default: nominal)",
-    )
-    g.add_argument(
-        "--optimizer",
-        choices=("sgd", "momentum", "adagrad", "rmsprop", "adam"),
-        default="sgd",
-        help="update rule, as torch.optim (default: sgd)",
-    )
-    g.add_argument(
-        "--momentum",
-        type=float_range(0.0, 1.0, hi_open=True),
-        default=0.9,
-        help="momentum of --optimizer momentum, in [0, 1) (default: 0.9)",
-    )
-    g.add_argument(
-        "--nesterov", action="store_true", help="Nesterov momentum (--optimizer momentum)"
-    )
-    g.add_argument(
-        "--alpha",
-        type=float_range(0.0, 1.0, hi_open=True),
-        default=0.99,
-        help="RMSprop's smoothing constant, in [0, 1) (default: 0.99)",
-    )
-    g.add_argument(
-        "--betas",
-        type=list_of(float_range(0.0, 1.0, hi_open=True), min_len=2),
-        default=[0.9, 0.999],
-        metavar="B1,B2",
-        help="Adam's betas, each in [0, 1) (default: 0.9,0.999)",
-    )
-    g.add_argument(
-        "--eps",
-        type=positive_float,
-        default=None,
-        help="epsilon of adagrad/rmsprop/adam (default: torch's, 1e-10 or 1e-8)",
-    )
-    g.add_argument(
-        "--weight-decay", type=float_range(0.0), default=0.0, help="L2 penalty, >= 0 (default: 0)"
-    )
-    g.add_argument(
-        "--scheduler",
-        choices=("none", "step", "multistep", "exponential"),
-        default="none",
-        help="learning-rate schedule, stepped per epoch (default: none)",
-    )
-    g.add_argument(
-        "--step-size",
-        type=positive_int,
-        default=2,
-        help="--scheduler step: epochs between decays (default: 2)",
-    )
-    g.add_argument(
-        "--gamma",
-        type=float_range(0.0, 1.0, lo_open=True),
-        default=0.5,
-        help="decay factor of every scheduler, in (0, 1] (default: 0.5)",
-    )
-    g.add_argument(
-        "--milestones",
-        type=list_of(positive_int),
-        default=[3],
-        metavar="E,E",
-        help="--scheduler multistep: epochs after which lr *= gamma (default: 3)",
-    )
-    add_subset(g, "train on the first N training examples (default: all 60,000)")
-    add_seed(g)
-    add_threads(g)
+    """One flag per ``TrainConfig`` field, in field order, each generated from the field's
+    ``option`` (help, choices, range, default), so that the command line accepts what the
+    config accepts; ``--threads`` ranges over this machine's cores (``add_threads``)."""
+    from droplab.train import TrainConfig
+
+    network = parser.add_argument_group("network")
+    training = parser.add_argument_group("training")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "threads":
+            add_threads(training)
+        else:
+            config_argument(network if f.name in NETWORK else training, f.name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,42 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The ``TrainConfig`` of parsed arguments; a bad combination is a ``UsageError`` (exit 2)."""
-    from droplab.errors import UsageError
+    """The ``TrainConfig`` of parsed arguments; a bad combination is a ``UsageError`` (exit 2)
+    naming the flag."""
+    from droplab.errors import ConfigError, UsageError
     from droplab.train import TrainConfig
 
-    dropout = per_layer(args.dropout, args.hidden)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values["dropout"] = per_layer(args.dropout, args.hidden)
     try:
-        return TrainConfig(
-            engine=args.engine,
-            hidden=tuple(args.hidden),
-            dropout=dropout,
-            input_dropout=args.input_dropout,
-            mode=args.mode,
-            init=args.init,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_size=args.batch_size,
-            reduction=args.reduction,
-            optimizer=args.optimizer,
-            momentum=args.momentum,
-            nesterov=args.nesterov,
-            alpha=args.alpha,
-            betas=tuple(args.betas),
-            eps=args.eps,
-            weight_decay=args.weight_decay,
-            scheduler=args.scheduler,
-            step_size=args.step_size,
-            gamma=args.gamma,
-            milestones=tuple(args.milestones),
-            subset=args.subset,
-            seed=args.seed,
-            threads=args.threads,
-        )
-    except ValueError as e:
-        # "lr must be ..." -> "--lr must be ...": name the flag the user typed
-        msg = re.sub(r"^(\w+) must", lambda m: f"--{m[1].replace('_', '-')} must", str(e))
-        raise UsageError(msg.replace("hidden has", "--hidden has")) from None
+        return TrainConfig(**values)
+    except ConfigError as e:
+        raise UsageError(f"{flag(e.field)} {e.reason}") from None
 
 
 def per_layer(dropout: list, hidden: list) -> tuple:

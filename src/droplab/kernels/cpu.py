@@ -1,4 +1,4 @@
-"""Fused CPU dropout kernels (numba): mask generation, scaling and packing in one pass.
+"""Fused CPU dropout kernels (numba): mask generation and scaling in one pass.
 
 Every kernel computes the counter-based mask of ``droplab.kernels.rng`` on the fly, bit for bit::
 
@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from droplab.kernels.rng import GOLDEN, MASK64, MIX1, MIX2, keep_threshold, stream_key
 
-CHUNK = 1 << 15  # elements per parallel task; a multiple of 8 so packed bytes never straddle two
+CHUNK = 1 << 15  # elements per parallel task
 SERIAL_BELOW = 1 << 15  # below this many elements the serial kernels win (no thread wake-up)
 
 _G = np.uint64(GOLDEN)
@@ -121,13 +121,6 @@ def _scale_segment_bf16(x, y, g, key, t, scale):
         y[e] = _f32_to_bf16(_bf16_to_f32(x[e]) * (scale if (w & _M32) >= t else zero))
 
 
-@njit(inline="always", **_FLAGS)
-def _keep(key, gi, t):
-    w = _word(key, gi >> _ONE)
-    u = (w >> (_S32 * (gi & _ONE))) & _M32
-    return u >= t
-
-
 @njit(**_FLAGS)
 def _mask_segment(out, g, key, t):
     i, b = 0, out.size
@@ -144,40 +137,6 @@ def _mask_segment(out, g, key, t):
     e = i + 2 * npairs
     if e < b:
         out[e] = (_word(key, j0 + np.uint64(npairs)) & _M32) >= t
-
-
-@njit(**_FLAGS)
-def _packed_segment(x, y, bits, g, key, t, scale, zero):
-    b = x.size
-    for q in range((b + 7) // 8):
-        base = 8 * q
-        stop = min(base + 8, b)
-        gb = g + np.uint64(base)
-        byte = np.uint8(0)
-        if stop - base == 8 and (gb & _ONE) == 0:
-            j = gb >> _ONE
-            for h in range(4):
-                w = _word(key, j + np.uint64(h))
-                k0 = (w & _M32) >= t
-                k1 = (w >> _S32) >= t
-                e = base + 2 * h
-                y[e] = x[e] * (scale if k0 else zero)
-                y[e + 1] = x[e + 1] * (scale if k1 else zero)
-                byte |= np.uint8(k0) << np.uint8(2 * h)
-                byte |= np.uint8(k1) << np.uint8(2 * h + 1)
-        else:
-            for e in range(base, stop):
-                kept = _keep(key, gb + np.uint64(e - base), t)
-                y[e] = x[e] * (scale if kept else zero)
-                byte |= np.uint8(kept) << np.uint8(e - base)
-        bits[q] = byte
-
-
-@njit(**_FLAGS)
-def _unpack_segment(gy, gx, bits, scale, zero):
-    for e in range(gy.size):
-        kept = (bits[e >> 3] >> np.uint8(e & 7)) & np.uint8(1)
-        gx[e] = gy[e] * (scale if kept else zero)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,29 +215,6 @@ def _mask_par(out, key, t, offset):
         _mask_segment(out[a:b], np.uint64(offset + a), key, t)
 
 
-@njit(parallel=True, **_FLAGS)
-def _packed_par(x, y, bits, key, t, scale, offset):
-    n = x.size
-    zero = scale - scale
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(a + CHUNK, n)
-        # CHUNK is a multiple of 8: each chunk owns its bytes of the packed mask outright
-        _packed_segment(
-            x[a:b], y[a:b], bits[a // 8 : (b + 7) // 8], np.uint64(offset + a), key, t, scale, zero
-        )
-
-
-@njit(parallel=True, **_FLAGS)
-def _unpack_par(gy, gx, bits, scale):
-    n = gy.size
-    zero = scale - scale
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(a + CHUNK, n)
-        _unpack_segment(gy[a:b], gx[a:b], bits[a // 8 : (b + 7) // 8], scale, zero)
-
-
 # ----------------------------------------------------------------------------------------------
 # fork safety
 # ----------------------------------------------------------------------------------------------
@@ -320,10 +256,6 @@ def _parallel(kernel):
 
 def _params(p: float, seed: int):
     return np.uint64(stream_key(int(seed) & MASK64)), np.uint64(keep_threshold(p))
-
-
-def _scalar(x: np.ndarray, scale: float):
-    return np.float64(scale) if x.dtype == np.float64 else np.float32(scale)
 
 
 def _i64(u: int) -> int:
@@ -380,37 +312,6 @@ def dropout_bf16_cpu(
     return out
 
 
-def dropout_packed_cpu(
-    x: np.ndarray,
-    p: float,
-    scale: float,
-    seed: int,
-    *,
-    out: np.ndarray | None = None,
-    bits: np.ndarray | None = None,
-    offset: int = 0,
-):
-    """``dropout_cpu`` that also returns the keep-mask packed 1 bit per element (``uint8``).
-
-    Bit ``i % 8`` of byte ``i // 8`` (little-endian bit order, like ``np.packbits(...,
-    bitorder="little")``) is the keep bit of element ``i``.
-    """
-    out = np.empty_like(x) if out is None else out
-    bits = np.empty((x.size + 7) // 8, dtype=np.uint8) if bits is None else bits
-    key, t = _params(p, seed)
-    _parallel(_packed_par)(x, out, bits, key, t, _scalar(x, scale), np.int64(offset))
-    return out, bits
-
-
-def unpack_scale_cpu(
-    gy: np.ndarray, bits: np.ndarray, scale: float, *, out: np.ndarray | None = None
-) -> np.ndarray:
-    """``out = gy * keep * scale`` with ``keep`` read from a packed mask (the packed backward)."""
-    out = np.empty_like(gy) if out is None else out
-    _parallel(_unpack_par)(gy, out, bits, _scalar(gy, scale))
-    return out
-
-
 def mask_cpu(numel: int, p: float, seed: int, *, offset: int = 0) -> np.ndarray:
     """The keep-mask of ``numel`` elements (global indices from ``offset``) as a bool array."""
     out = np.empty(int(numel), dtype=np.bool_)
@@ -419,6 +320,6 @@ def mask_cpu(numel: int, p: float, seed: int, *, offset: int = 0) -> np.ndarray:
     return out
 
 
-def num_threads() -> int:
-    """The number of threads numba's parallel kernels use."""
-    return numba.get_num_threads()
+def set_threads(threads: int) -> None:
+    """Run the parallel kernels on ``threads`` threads (at most numba's pool size)."""
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))

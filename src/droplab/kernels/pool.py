@@ -35,10 +35,16 @@ def empty_like(x: torch.Tensor) -> torch.Tensor:
     nbytes = x.numel() * x.element_size()
     if nbytes < MIN_BYTES or x.device.type != "cpu":
         return torch.empty_like(x, memory_format=torch.contiguous_format)
-    buf = _take(nbytes)
+    return empty(x.numel(), x.dtype).view(x.shape)
+
+
+def empty(numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A flat CPU tensor of ``numel`` elements from the pool, whatever its size (for scratch
+    buffers that a caller needs again call after call, as ``mc_predict``'s row blocks)."""
+    buf = _take(numel * dtype.itemsize)
     view = buf[:]  # a new ndarray object over the buffer: its death returns the buffer
     weakref.finalize(view, _give_back, buf)
-    return torch.from_numpy(view).view(x.dtype).view(x.shape)
+    return torch.from_numpy(view).view(dtype)
 
 
 def idle_bytes() -> int:

@@ -10,11 +10,9 @@ wrap modulo ``2**64`` exactly as ``uint64`` would, and right shifts are made log
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from droplab._checks import check_mask_p, check_seed
+from droplab._checks import check_p, check_seed, check_shape
 from droplab._rng import (
     GOLDEN,
     MASK32,
@@ -39,6 +37,7 @@ __all__ = [
     "MIX2",
     "check_seed",
     "derive_seed",
+    "derive_seed_tensor",
     "dropout_mask",
     "keep_threshold",
     "mix64_int",
@@ -71,19 +70,49 @@ def random_words(numel: int, seed: int, *, offset: int = 0, device=None) -> torc
     return u[start : start + numel]
 
 
-def dropout_mask(shape, p: float, *, seed: int, device=None) -> torch.Tensor:
+def derive_seed_tensor(seed: int, step: torch.Tensor) -> torch.Tensor:
+    """``derive_seed(seed, step)`` for an int64 tensor ``step``: the int64 with the seed's bits.
+
+    The form a compiler traces: ``step`` stays a graph input (no recompile per step) and the
+    result is a 0-d int64 tensor that ``dropout_mask`` and every droplab function accept as
+    ``seed``.
+    """
+    z = step.to(torch.int64) * _signed(MIX1) + _signed(MIX2)
+    return _mix64(_signed(stream_key(seed)) ^ _mix64(z))
+
+
+def _keep_from_tensor_seed(numel: int, t: int, seed: torch.Tensor, device) -> torch.Tensor:
+    # element-wise (no pairing of words), so that a compiler fuses it into one loop and a
+    # batched seed (vmap) broadcasts: u[i] = half (i % 2) of word[i // 2]
+    key = _mix64(seed.to(torch.int64) + _signed(GOLDEN))
+    i = torch.arange(numel, dtype=torch.int64, device=device)
+    w = _mix64(((i >> 1) + 1) * _signed(GOLDEN) + key)
+    return ((w >> ((i & 1) * 32)) & MASK32) >= t
+
+
+def dropout_mask(shape, p: float, *, seed, device=None) -> torch.Tensor:
     """The keep-mask (``True`` = kept) that seeded dropout applies to a tensor of ``shape``.
 
     Computed with PyTorch ops; the fast kernel and ``droplab.scratch.dropout_mask`` give the same
-    bits. See the module docstring for the definition.
+    bits. See the module docstring for the definition. ``seed`` is an int in
+    ``[0, 2**64 - 1]``, or a 0-d int64 tensor holding the int64 with the same bits (what
+    ``derive_seed_tensor`` returns, and what a compiled or ``vmap``-ed caller passes).
 
     Examples::
 
         >>> dropout_mask((2, 4), 0.5, seed=0).shape
         torch.Size([2, 4])
     """
-    shape = torch.Size((shape,) if isinstance(shape, numbers.Integral) else shape)
-    check_mask_p(p)
+    # a torch.Size is valid by construction (and holds symbolic sizes under a compiler)
+    shape = shape if isinstance(shape, torch.Size) else torch.Size(check_shape(shape))
+    p = check_p(p)
+    if torch.compiler.is_compiling() and not isinstance(seed, torch.Tensor):
+        # a traced int seed would be folded into the compiler's index arithmetic (and overflow)
+        seed = torch.tensor(signed64(check_seed(seed)), device=device)
+    if isinstance(seed, torch.Tensor):
+        seed = check_seed(seed, tensor_ok=True)
+        keep = _keep_from_tensor_seed(shape.numel(), keep_threshold(p), seed, device)
+        return keep.reshape(shape)
     seed = check_seed(seed)  # also for an empty shape, which draws no words
     u = random_words(shape.numel(), seed, device=device)
     return (u >= keep_threshold(p)).reshape(shape)

@@ -4,8 +4,6 @@ activations and dropout, run by blocks of rows that stay in the cache.
 
 from __future__ import annotations
 
-import threading
-
 import torch
 from torch import nn
 
@@ -42,27 +40,6 @@ _ACTIVATIONS = (
     nn.Hardtanh,
     nn.ReLU6,
 )
-
-
-# block buffers of finished calls, handed to later ones: fresh multi-MiB memory page-faults on
-# first touch, which at small N costs more than the layers themselves
-_SPARE: list[torch.Tensor] = []
-_SPARE_LOCK = threading.Lock()
-_SPARE_MAX = 6  # buffers kept, each of at most 2 * BLOCK_ELEMENTS floats
-
-
-def _take_buffer(size: int) -> torch.Tensor:
-    with _SPARE_LOCK:
-        for i, buf in enumerate(_SPARE):
-            if buf.numel() >= size:
-                return _SPARE.pop(i)
-    return torch.empty(size)
-
-
-def _give_back_buffer(buf: torch.Tensor) -> None:
-    with _SPARE_LOCK:
-        if len(_SPARE) < _SPARE_MAX and buf.numel() <= 2 * BLOCK_ELEMENTS:
-            _SPARE.append(buf)
 
 
 def torch_dropout_noise(
@@ -158,7 +135,7 @@ def plan(rest: nn.Module, h: torch.Tensor, chunk_rows: list[int]) -> list | None
                 return None
             try:  # the module's own choice of backend for a chunk of this shape
                 fast = [
-                    F._fast_backend(h.new_empty((r, width)), m.backend, m.inplace)
+                    F.fast_backend(h.new_empty((r, width)), m.backend, m.inplace)
                     for r in chunk_rows
                 ]
             except ValueError:
@@ -166,7 +143,7 @@ def plan(rest: nn.Module, h: torch.Tensor, chunk_rows: list[int]) -> list | None
             if not all(fast):
                 return None
             steps.append(
-                ("droplab_dropout", m, float(m.p), float(F._train_scale(m.p, m.mode)), width)
+                ("droplab_dropout", m, float(m.p), float(F.train_scale(m.p, m.mode)), width)
             )
             drops += 1
         else:
@@ -174,7 +151,7 @@ def plan(rest: nn.Module, h: torch.Tensor, chunk_rows: list[int]) -> list | None
     return steps if drops else None
 
 
-def _draw_chunk(steps: list, rows: int, borrowed: list) -> list:
+def _draw_chunk(steps: list, rows: int) -> list:
     """A chunk's random numbers, layer by layer, as the module calls would draw them: a
     torch.nn.Dropout's noise ``mask / (1 - p)`` ``(rows, width)``, a droplab Dropout's kernel
     seed."""
@@ -184,15 +161,8 @@ def _draw_chunk(steps: list, rows: int, borrowed: list) -> list:
     draws = []
     for step in steps:
         if step[0] == "torch_dropout":
-            # warm memory (a fresh multi-MiB buffer page-faults on first touch): a spare block
-            # buffer (given back by the caller, listed in borrowed), or droplab's pool
-            numel = rows * step[3]
-            if numel <= 2 * BLOCK_ELEMENTS:
-                borrowed.append(_take_buffer(numel))
-                buf = borrowed[-1][:numel]
-            else:
-                buf = pool.empty_like(torch.empty(()).expand(numel))
-            noise = torch_dropout_noise(buf, step[1], step[2])
+            # warm memory from the pool: a fresh multi-MiB buffer page-faults on first touch
+            noise = torch_dropout_noise(pool.empty(rows * step[3]), step[1], step[2])
             draws.append(noise.view(rows, step[3]))
         elif step[0] == "droplab_dropout":
             m = step[1]
@@ -210,20 +180,16 @@ def _draw_chunk(steps: list, rows: int, borrowed: list) -> list:
 def run_blocks(steps, h, g, rows, n, block, transpose_last, emit) -> None:
     """Rows ``g .. g+rows`` of the repeated batch (one chunk) through ``steps``, by blocks of
     ``block`` rows; ``emit(out, g_block, transposed)`` gets each block's output (a buffer)."""
-    from droplab.kernels import fast
+    from droplab.kernels import fast, pool
 
     cpu = fast._cpu() if any(s[0] == "droplab_dropout" for s in steps) else None
     widths = [h.shape[1]] + [s[1].shape[0] for s in steps if s[0] == "linear"]
     size = block * max(widths)
-    borrowed: list[torch.Tensor] = []
-    try:
-        draws = _draw_chunk(steps, rows, borrowed)
-        bufs = [_take_buffer(size), _take_buffer(size)]
-        borrowed += bufs
-        _blocks(steps, draws, cpu, bufs, h, g, rows, n, block, transpose_last, emit)
-    finally:
-        for buf in borrowed:
-            _give_back_buffer(buf)
+    draws = _draw_chunk(steps, rows)
+    # the pool's warm buffers: fresh multi-MiB memory page-faults on first touch, which at small
+    # N costs more than the layers themselves (they go back to the pool when this call ends)
+    bufs = [pool.empty(size), pool.empty(size)]
+    _blocks(steps, draws, cpu, bufs, h, g, rows, n, block, transpose_last, emit)
 
 
 def _blocks(steps, draws, cpu, bufs, h, g, rows, n, block, transpose_last, emit) -> None:

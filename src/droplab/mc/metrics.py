@@ -130,35 +130,50 @@ def auroc(scores, positives) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def gaussian_log_likelihood(y, samples, tau: float, *, per_point: bool = False):
+def gaussian_log_likelihood(y, samples, tau, *, per_point: bool = False, batched: bool = False):
     """MC-dropout test log-likelihood of targets ``y`` (N,) under ``T`` passes ``samples``
     (T, N) and model precision ``tau`` (Gal & Ghahramani 2016, eq. 8)::
 
         ll_n = logsumexp_t(-tau/2 (y_n - y_tn)**2) - log T - 1/2 log(2 pi) + 1/2 log tau
 
-    Returns the mean over ``n`` (or the ``(N,)`` tensor with ``per_point=True``).
+    Returns the mean over ``n`` (or the ``(N,)`` tensor with ``per_point=True``). With
+    ``batched=True``, ``G`` models at once: ``y`` (G, N), ``samples`` (G, T, N), ``tau`` a number
+    or (G,); returns the ``(G,)`` tensor of means (or ``(G, N)`` with ``per_point=True``).
     """
-    y = _as_tensor(y).flatten()
+    y = _as_tensor(y)
     s = _as_tensor(samples)
-    s = s.reshape(s.shape[0], -1)
-    if s.shape[1] != y.numel():
-        raise ValueError(f"samples must be (T, N) with N = {y.numel()}, got {tuple(s.shape)}")
-    if not tau > 0:
+    if not batched:
+        y, s = y.flatten()[None], s.reshape(1, s.shape[0], -1)
+        if s.shape[2] != y.shape[1]:
+            raise ValueError(
+                f"samples must be (T, N) with N = {y.numel()}, got {tuple(s.shape[1:])}"
+            )
+    elif y.dim() != 2 or s.dim() != 3 or s.shape[::2] != y.shape:
+        raise ValueError(
+            f"samples must be (G, T, N) with (G, N) = {tuple(y.shape)}, got {tuple(s.shape)}"
+        )
+    tau_t = _as_tensor(tau).reshape(-1, 1)  # (G, 1) or (1, 1)
+    if not bool((tau_t > 0).all()):
         raise ValueError(f"tau must be positive, got {tau}")
-    T = s.shape[0]
     ll = (
-        torch.logsumexp(-0.5 * tau * (y[None] - s) ** 2, 0)
-        - math.log(T)
+        torch.logsumexp(-0.5 * tau_t[:, None] * (y[:, None] - s) ** 2, 1)
+        - math.log(s.shape[1])
         - 0.5 * math.log(2 * math.pi)
-        + 0.5 * math.log(tau)
-    )
-    return ll if per_point else float(ll.mean())
+        + 0.5 * tau_t.log()
+    )  # (G, N)
+    if not batched:
+        ll = ll[0]
+        return ll if per_point else float(ll.mean())
+    return ll if per_point else ll.mean(1)
 
 
-def rmse(y, pred) -> float:
-    """Root mean squared error."""
-    y, pred = _as_tensor(y).flatten(), _as_tensor(pred).flatten()
-    return float(((y - pred) ** 2).mean().sqrt())
+def rmse(y, pred, *, batched: bool = False):
+    """Root mean squared error; with ``batched=True``, of each row of ``y`` and ``pred``
+    (G, N): the ``(G,)`` tensor."""
+    y, pred = _as_tensor(y), _as_tensor(pred)
+    if not batched:
+        return float(((y.flatten() - pred.flatten()) ** 2).mean().sqrt())
+    return ((y - pred) ** 2).mean(1).sqrt()
 
 
 def classification_metrics(probs, labels, n_bins: int = 15) -> dict:

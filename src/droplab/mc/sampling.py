@@ -158,16 +158,29 @@ def _progress_bar(total: int, enabled: bool | None):
         enabled = total >= 20 and sys.stderr.isatty()
     if not enabled:
         return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from droplab._console import progress_bar
 
-    bar = Progress(
-        TextColumn("mc_predict"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} chunks"),
-        TimeRemainingColumn(),
-        transient=True,
-    )
-    return bar
+    return progress_bar(None, "mc_predict", "chunks", transient=True)
+
+
+def _check_arguments(model, x, samples, seed, batch_size, task, tau) -> int | None:
+    """``mc_predict``'s arguments checked (``ValueError``/``TypeError`` naming the one that is
+    wrong); returns the checked seed."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}, got {task!r}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if tau is not None and not (tau > 0):
+        raise ValueError(f"tau must be a positive number, got {tau!r}")
+    if tau is not None and task != "regress":
+        raise ValueError("tau is for task='regress' (it adds the noise variance 1/tau)")
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        raise TypeError("x must be a tensor with a batch dimension (N, ...)")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return None if seed is None else check_seed(seed)
 
 
 def mc_predict(
@@ -244,22 +257,7 @@ def mc_predict(
         >>> out.mean.shape, out.entropy.shape, bool((out.mutual_info <= out.entropy + 1e-6).all())
         (torch.Size([5, 3]), torch.Size([5]), True)
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(map(repr, TASKS))}, got {task!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if tau is not None and not (tau > 0):
-        raise ValueError(f"tau must be a positive number, got {tau!r}")
-    if tau is not None and task != "regress":
-        raise ValueError("tau is for task='regress' (it adds the noise variance 1/tau)")
-    if not isinstance(x, torch.Tensor) or x.dim() == 0:
-        raise TypeError("x must be a tensor with a batch dimension (N, ...)")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if seed is not None:
-        seed = check_seed(seed)
+    seed = _check_arguments(model, x, samples, seed, batch_size, task, tau)
     pick = _output_picker(output)
 
     device = _model_device(model, x.device)

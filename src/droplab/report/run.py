@@ -134,13 +134,14 @@ def plot_sections(runs: dict[str, list[dict]], out_dir: Path) -> Section:
             figures.append(image(png, caption, alt=name))
         section.add(grid(figures))
     except ImportError as e:
-        section.add(
-            paragraph(
-                f"No plots: matplotlib is missing ({e}); "
-                "install it with pip install 'droplab[report]'."
-            )
-        )
+        section.add(_no_plots(e))
     return section
+
+
+def _no_plots(e: ImportError):
+    return paragraph(
+        f"No plots: matplotlib is missing ({e}); install it with pip install 'droplab[report]'."
+    )
 
 
 def build_run_report(run_dir) -> Path:
@@ -323,13 +324,21 @@ def _captions(arms: list[dict], weights: list | None) -> dict:
     caps = {
         "loss": (
             "Train loss (solid) and test loss (dashed) per epoch of both runs, on a log scale. "
-            "Each test curve's lowest point is marked; the dotted line is the epoch where the run "
-            f"without dropout reached its lowest test loss (epoch {n['best_epoch']}). Look at what "
-            "the curves do after it: a train loss that keeps falling while the test loss rises is "
-            f"a network memorising its {subset:,} training images. Here the test loss without "
-            f"dropout went from {n['best_test_loss']:.3f} to {n['test_loss']:.3f}, with dropout "
-            f"from {d['best_test_loss']:.3f} (epoch {d['best_epoch']}) to {d['test_loss']:.3f}. "
-            "Dropout's train loss stays higher: every step trains a thinned network."
+            "Each test curve's lowest point is marked"
+            + (
+                "; the dotted line is the epoch where the run without dropout reached its "
+                f"lowest test loss (epoch {n['best_epoch']}) before it turned up. Look at what "
+                "the curves do after it"
+                if n["turned_up"]
+                else " (the run without dropout did not turn up by more than "
+                f"{TURNED_UP - 1:.0%}, so no overfitting point is drawn)"
+            )
+            + ": a train loss that keeps falling while the test loss rises is a network "
+            f"memorising its {subset:,} training images. Here the test loss without dropout "
+            f"went from {n['best_test_loss']:.3f} (epoch {n['best_epoch']}) to "
+            f"{n['test_loss']:.3f}, with dropout from {d['best_test_loss']:.3f} (epoch "
+            f"{d['best_epoch']}) to {d['test_loss']:.3f}. Dropout's train loss stays higher: "
+            "every step trains a thinned network."
         ),
         "accuracy": (
             "Train accuracy (solid; measured while training, dropout active) and test accuracy "
@@ -380,10 +389,12 @@ def demo_figures(arms: list[dict], demo_dir: Path) -> Section:
         weights = weights if all(w is not None for w in weights) else None
         caps = _captions(arms, weights)
         marks = {a["label"]: a["best_epoch"] for a in arms}
+        # the dotted overfitting line only where the run without dropout turned up
+        overfit = arms[1]["best_epoch"] if arms[1]["turned_up"] else None
         made = [
             (
                 "loss.png",
-                plots.loss_plot(runs, marks=marks, overfit=arms[1]["best_epoch"], log=True),
+                plots.loss_plot(runs, marks=marks, overfit=overfit, log=True),
                 "loss",
             ),
             ("accuracy.png", plots.accuracy_plot(runs), "accuracy"),
@@ -411,12 +422,7 @@ def demo_figures(arms: list[dict], demo_dir: Path) -> Section:
         if "activations" not in caps:
             section.add(paragraph("No activation histogram: demo.json records no activations."))
     except ImportError as e:
-        section.add(
-            paragraph(
-                f"No plots: matplotlib is missing ({e}); "
-                "install it with pip install 'droplab[report]'."
-            )
-        )
+        section.add(_no_plots(e))
     return section
 
 

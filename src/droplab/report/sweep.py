@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 from droplab.report.html import (
@@ -217,11 +218,13 @@ def write_csv(directory, trials, keys: list[str]) -> Path:
             [t.id, t.status, *(_show(_value(t.config.get(k))) for k in keys), t.config.get("seed"),
              t.test_acc, t.train_acc, t.gap, t.seconds]
         )  # fmt: skip
-    return atomic_write_text(Path(directory) / "results.csv", buf.getvalue())
+    with _naming(Path(directory) / "results.csv"):
+        return atomic_write_text(Path(directory) / "results.csv", buf.getvalue())
 
 
 def build(directory) -> Path:
-    """Write ``DIR/report.html`` (and the PNG plots) from ``DIR/sweep.db``; returns its path."""
+    """Write ``DIR/report.html`` (and the PNG plots, and ``results.csv``) from ``DIR/sweep.db``;
+    returns its path. Every file is written atomically: a failed rewrite leaves the old one."""
     from droplab.studies.sweep.store import Store
 
     directory = Path(directory)
@@ -230,107 +233,114 @@ def build(directory) -> Path:
         grid_keys = store.meta("grid_keys", []) or []
         provenance = store.meta("provenance", None)
     done = [t for t in all_trials if t.status == "done" and t.gap is not None]
-    failed = [t for t in all_trials if t.status == "failed"]
+    keys = _varying(done, grid_keys)
+    write_csv(directory, all_trials, keys)
     counts = defaultdict(int)
     for t in all_trials:
         counts[t.status] += 1
+    sections = [
+        _overview(all_trials, done, keys, counts),
+        *_dropout_sections(directory, done, keys),
+        *_best_section(done, keys),
+        *_failed_section([t for t in all_trials if t.status == "failed"], keys),
+        provenance_section(provenance),
+    ]
+    subtitle = f"{directory}: {counts['done']} of {len(all_trials)} trials done"
+    with _naming(directory / "report.html"):
+        return write_page(directory / "report.html", "droplab sweep", sections, subtitle=subtitle)
 
-    sections = []
+
+def _overview(all_trials, done, keys: list[str], counts) -> Section:
     overview = Section("Overview")
+    header = ["trials", "done", "failed", "pending", "running", "training time (s)"]
+    row = [len(all_trials), *(counts[s] for s in ("done", "failed", "pending", "running"))]
+    overview.add(table(header, [[*row, round(sum(t.seconds or 0.0 for t in done), 1)]]))
+    if not done:
+        return overview.add(paragraph("No finished trials yet."))
+    seeds = sorted({t.config.get("seed") for t in done}, key=_sort_key)
     overview.add(
-        table(
-            ["trials", "done", "failed", "pending", "running", "training time (s)"],
-            [
-                [
-                    len(all_trials),
-                    counts["done"],
-                    counts["failed"],
-                    counts["pending"],
-                    counts["running"],
-                    round(sum(t.seconds or 0.0 for t in done), 1),
-                ]
-            ],
+        paragraph(
+            f"Swept: {', '.join(keys) or 'nothing'}; seeds: {', '.join(map(str, seeds))}. "
+            "Accuracies are the final epoch's. The gap is train accuracy - test accuracy, with "
+            "the train accuracy measured with dropout off (the final model in eval mode) where "
+            "the trainer reports it (the torch engine), else the running accuracy of the last "
+            "epoch, with dropout on."
         )
     )
-    sections.append(overview)
+    fixed = {k: _value(v) for k, v in done[0].config.items() if k not in keys and k != "seed"}
+    return overview.add(table(["fixed option", "value"], [[k, _show(v)] for k, v in fixed.items()]))
 
-    keys = _varying(done, grid_keys)
-    write_csv(directory, all_trials, keys)
+
+def _dropout_sections(directory: Path, done, keys: list[str]) -> list[Section]:
+    """The accuracy and gap plots against the dropout rate, and the dropout x L2 heat-map."""
+    if not done or "dropout" not in keys:
+        return []
+    others = [k for k in keys if k != "dropout"]
+    figures = []
+    for name, metric, ylabel, title in (
+        ("acc", "test_acc", "final test accuracy", "Test accuracy vs dropout rate"),
+        ("gap", "gap", "train acc - test acc", "Train-test gap vs dropout rate"),
+    ):
+        png = figure_png(_line_plot(done, others, metric, ylabel, title + " (mean ± std)"))
+        _write_png(directory / PLOTS[name], png)
+        figures.append(image(png, f"{title}, mean ± std over seeds ({PLOTS[name]})"))
+    sections = [Section("Dropout rate").add(grid(figures))]
+    if "weight_decay" in keys:
+        png = figure_png(_heatmaps(done, [k for k in others if k != "weight_decay"]))
+        _write_png(directory / PLOTS["heat"], png)
+        caption = f"Mean test accuracy, dropout x weight decay ({PLOTS['heat']})"
+        sections.append(Section("Dropout x L2").add(image(png, caption)))
+    return sections
+
+
+def _write_png(path: Path, png: bytes) -> None:
+    from droplab._io import atomic_write_bytes
+
+    with _naming(path):
+        atomic_write_bytes(path, png)
+
+
+@contextmanager
+def _naming(path: Path):
+    """An ``OSError`` while writing ``path`` (a full disk, a file-size limit) as one line naming
+    it; the atomic write left the previous file as it was."""
+    from droplab.errors import DroplabError
+
+    try:
+        yield
+    except OSError as e:
+        raise DroplabError(
+            f"cannot write {path}: {e.strerror or e}; the old file is kept"
+        ) from None
+
+
+def _best_section(done, keys: list[str]) -> list[Section]:
     if not done:
-        overview.add(paragraph("No finished trials yet."))
-    else:
-        seeds = sorted({t.config.get("seed") for t in done}, key=_sort_key)
-        overview.add(
-            paragraph(
-                f"Swept: {', '.join(keys) or 'nothing'}; seeds: {', '.join(map(str, seeds))}. "
-                "Accuracies are the final epoch's. The gap is train accuracy - test accuracy, with "
-                "the train accuracy measured with dropout off (the final model in eval mode) where "
-                "the trainer reports it (the torch engine), else the running accuracy of the last "
-                "epoch, with dropout on."
-            )
-        )
-        fixed = {k: _value(v) for k, v in done[0].config.items() if k not in keys and k != "seed"}
-        overview.add(table(["fixed option", "value"], [[k, _show(v)] for k, v in fixed.items()]))
-
-    if done and "dropout" in keys:
-        others = [k for k in keys if k != "dropout"]
-        plots = Section("Dropout rate")
-        figures = []
-        for name, metric, ylabel, title in (
-            ("acc", "test_acc", "final test accuracy", "Test accuracy vs dropout rate"),
-            ("gap", "gap", "train acc - test acc", "Train-test gap vs dropout rate"),
-        ):
-            png = figure_png(_line_plot(done, others, metric, ylabel, title + " (mean ± std)"))
-            (directory / PLOTS[name]).write_bytes(png)
-            figures.append(image(png, f"{title}, mean ± std over seeds ({PLOTS[name]})"))
-        plots.add(grid(figures))
-        sections.append(plots)
-        if "weight_decay" in keys:
-            rest = [k for k in others if k != "weight_decay"]
-            png = figure_png(_heatmaps(done, rest))
-            (directory / PLOTS["heat"]).write_bytes(png)
-            sections.append(
-                Section("Dropout x L2").add(
-                    image(png, f"Mean test accuracy, dropout x weight decay ({PLOTS['heat']})")
-                )
-            )
-
-    if done:
-        best = best_settings(done, keys)
-        rows = [
-            [
-                ", ".join(f"{k}={_show(v)}" for k, v in r["setting"].items()) or "(all)",
-                r["test_acc"],
-                r["test_acc_std"],
-                r["gap"],
-                r["seeds"],
-            ]
-            for r in best[:15]
+        return []
+    rows = [
+        [
+            ", ".join(f"{k}={_show(v)}" for k, v in r["setting"].items()) or "(all)",
+            r["test_acc"],
+            r["test_acc_std"],
+            r["gap"],
+            r["seeds"],
         ]
-        sections.append(
-            Section("Best settings").add(
-                table(
-                    ["setting", "test acc (mean)", "std", "gap (mean)", "seeds"],
-                    rows,
-                    table_id="best",
-                )
-            )
-        )
+        for r in best_settings(done, keys)[:15]
+    ]
+    header = ["setting", "test acc (mean)", "std", "gap (mean)", "seeds"]
+    return [Section("Best settings").add(table(header, rows, table_id="best"))]
 
-    if failed:
-        rows = [
-            [
-                t.id,
-                " ".join(f"{k}={_show(_value(t.config.get(k)))}" for k in [*keys, "seed"]),
-                t.attempts,
-                (t.error or "").strip().splitlines()[-1] if t.error else "",
-            ]
-            for t in failed
+
+def _failed_section(failed, keys: list[str]) -> list[Section]:
+    if not failed:
+        return []
+    rows = [
+        [
+            t.id,
+            " ".join(f"{k}={_show(_value(t.config.get(k)))}" for k in [*keys, "seed"]),
+            t.attempts,
+            (t.error or "").strip().splitlines()[-1] if t.error else "",
         ]
-        sections.append(
-            Section("Failed trials").add(table(["trial", "config", "attempts", "error"], rows))
-        )
-
-    sections.append(provenance_section(provenance))
-    subtitle = f"{directory}: {counts['done']} of {len(all_trials)} trials done"
-    return write_page(directory / "report.html", "droplab sweep", sections, subtitle=subtitle)
+        for t in failed
+    ]
+    return [Section("Failed trials").add(table(["trial", "config", "attempts", "error"], rows))]

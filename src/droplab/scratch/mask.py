@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from droplab._checks import check_mask_p, check_seed
+from droplab._checks import check_p, check_seed, check_shape
 from droplab._rng import GOLDEN, MASK32, MIX1, MIX2, derive_seed, keep_threshold, stream_key
 
 __all__ = ["derive_seed", "dropout_mask", "random_words", "stream_key"]
@@ -50,8 +50,8 @@ def dropout_mask(shape, p: float, *, seed: int) -> np.ndarray:
         >>> dropout_mask((2, 3), 0.0, seed=1).all()
         np.True_
     """
-    check_mask_p(p)
+    p = check_p(p)
     seed = check_seed(seed)
-    shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    shape = check_shape(shape)
     u = random_words(math.prod(shape), seed)
     return (u >= np.uint64(keep_threshold(p))).reshape(shape)

@@ -6,7 +6,8 @@ transformer training step. ``droplab bench`` (``droplab.cli.bench``) prints and 
 from __future__ import annotations
 
 import platform
-import time
+
+from droplab._timer import Stopwatch, best_of_each
 
 SIZES = {"64K": 1 << 16, "1M": 1 << 20, "16M": 1 << 24, "64M": 1 << 26}
 DIRECTIONS = ("forward", "forward in-place", "backward", "forward+backward")
@@ -34,54 +35,37 @@ def machine_line() -> str:
     )
 
 
-def first_call_seconds(custom_op: bool = True) -> dict[str, float]:
+def first_call_seconds(compiled: bool = True) -> dict[str, float]:
     """Seconds to import the numba kernels, run each once (loading it from numba's disk cache, or
     compiling it when the cache is cold), make the first eager ``fast_dropout`` call (through an
-    ``autograd.Function``) and, with ``custom_op``, the first call of the ``droplab::dropout``
-    custom op that ``torch.compile`` uses (which imports ``torch._dynamo``, as every
-    ``torch.library.custom_op`` does on its first call; eager code never pays it)."""
+    ``autograd.Function``) and, with ``compiled``, the first call of ``torch.compile``d
+    ``droplab.dropout`` (tracing and code generation; eager code never pays it)."""
     import numpy as np
     import torch
 
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     from droplab.kernels import cpu
     from droplab.kernels.fast import fast_dropout
 
-    out = {"import numba kernels": time.perf_counter() - t0}
+    out = {"import numba kernels": watch.restart()}
     calls = {
         "float32": lambda n: cpu.dropout_cpu(np.ones(n, np.float32), 0.5, 2.0, 1),
         "float64": lambda n: cpu.dropout_cpu(np.ones(n, np.float64), 0.5, 2.0, 1),
         "bfloat16": lambda n: cpu.dropout_bf16_cpu(np.ones(n, np.uint16), 0.5, 2.0, 1),
-        "packed": lambda n: cpu.dropout_packed_cpu(np.ones(n, np.float32), 0.5, 2.0, 1),
     }
     for name, call in calls.items():
         for n, kind in ((100, "serial"), (1 << 16, "parallel")):
-            if name == "packed" and kind == "serial":
-                continue
-            t0 = time.perf_counter()
+            watch.restart()
             call(n)
-            out[f"{name} {kind}"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+            out[f"{name} {kind}"] = watch.restart()
     fast_dropout(torch.ones(1 << 16, requires_grad=True), 0.5, 2.0, 1).sum().backward()
-    out["first eager fast_dropout fwd+bwd"] = time.perf_counter() - t0
-    if custom_op:
-        t0 = time.perf_counter()
-        torch.ops.droplab.dropout(torch.ones(1 << 16), 0.5, 2.0, 1)
-        out["first custom-op call (torch.compile path)"] = time.perf_counter() - t0
+    out["first eager fast_dropout fwd+bwd"] = watch.restart()
+    if compiled:
+        import droplab
+
+        torch.compile(lambda t: droplab.dropout(t, 0.5), fullgraph=True)(torch.ones(1 << 16))
+        out["first torch.compile'd droplab.dropout call"] = watch.restart()
     return out
-
-
-def _best(fns: dict, repeat: int) -> dict[str, float]:
-    """Best seconds per call of each function, calls interleaved across functions."""
-    best = {k: float("inf") for k in fns}
-    for f in fns.values():
-        f()  # warm-up
-    for _ in range(repeat):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
 
 
 def _cell_functions(n: int, dtype, p: float, direction: str, compiled, use_compile: bool):
@@ -125,6 +109,46 @@ def _cell_functions(n: int, dtype, p: float, direction: str, compiled, use_compi
     return {m: fns[m] for m in METHODS if m in fns}
 
 
+def compiled_dropout():
+    """``F.dropout`` under ``torch.compile`` (dynamic shapes), for the compile column."""
+    import torch
+    import torch.nn.functional as F
+
+    # the backward column reruns one graph's backward (retain_graph=True), which AOTAutograd's
+    # buffer donation forbids
+    torch._functorch.config.donated_buffer = False
+    return torch.compile(lambda t, p: F.dropout(t, p, True), dynamic=True)
+
+
+def throughput(
+    sizes: list[str],
+    dtypes: dict,
+    ps: list[float],
+    repeat: int,
+    *,
+    compiled=None,
+    on_cell=lambda cell: None,
+) -> list[dict]:
+    """M elements/s of every method, per size name, dtype, ``p`` and direction: one dict each
+    (``size``, ``dtype``, ``p``, ``direction``, ``M_per_s``: method -> rate). ``compiled``:
+    ``compiled_dropout()`` for the compile column; ``on_cell(text)`` is told each cell."""
+    results = []
+    for dname, dtype in dtypes.items():
+        for p in ps:
+            for sname in sizes:
+                n = SIZES[sname]
+                for direction in DIRECTIONS:
+                    on_cell(f"{sname} {dname} p={p} {direction}")
+                    fns = _cell_functions(n, dtype, p, direction, compiled, compiled is not None)
+                    best = best_of_each(fns, repeat if n < 1 << 26 else max(2, repeat // 2))
+                    del fns
+                    rate = {k: n / v / 1e6 for k, v in best.items()}
+                    results.append(
+                        {"size": n, "dtype": dname, "p": p, "direction": direction, "M_per_s": rate}
+                    )
+    return results
+
+
 def overhead_us(calls: int = 200, repeat: int = 5) -> list[dict]:
     """Microseconds per forward call on small float32 tensors (no seed, as in training).
 
@@ -158,7 +182,7 @@ def overhead_us(calls: int = 200, repeat: int = 5) -> list[dict]:
                 "droplab torch": batch(lambda t: droplab.dropout(t, 0.1, backend="torch")),
                 "droplab fast": batch(lambda t: droplab.dropout(t, 0.1, backend="fast")),
             }
-            best = _best(fns, repeat)
+            best = best_of_each(fns, repeat)
             rows.append(
                 {
                     "size": sname,
@@ -193,37 +217,7 @@ def saved_bytes(n: int = 1 << 20) -> dict[str, float]:
     return {
         "torch": measure(lambda t: F.dropout(t, 0.5, True)),
         "fast": measure(lambda t: fast_dropout(t, 0.5, 2.0, 1)),
-        "fast packed": measure(lambda t: fast_dropout(t, 0.5, 2.0, 1, packed=True)),
     }
-
-
-def _swap_dropout(model):
-    """Swap torch.nn.Dropout modules for droplab's fast ones (replace_dropout if available)."""
-    try:
-        from droplab.tools import replace_dropout
-
-        return replace_dropout(model, backend="fast", seed=0)
-    except ImportError:
-        import torch
-
-        from droplab.kernels.fast import fast_dropout
-
-        class _FastDropout(torch.nn.Module):
-            def __init__(self, p):
-                super().__init__()
-                self.p, self.step = p, 0
-
-            def forward(self, x):
-                if not self.training or self.p == 0:
-                    return x
-                self.step += 1
-                return fast_dropout(x, self.p, 1 / (1 - self.p), self.step)
-
-        for module in list(model.modules()):
-            for name, child in list(module.named_children()):
-                if type(child) is torch.nn.Dropout:
-                    setattr(module, name, _FastDropout(child.p))
-        return model
 
 
 def transformer_step(steps: int, batch: int, seq: int, d_model: int, layers: int) -> dict:
@@ -231,6 +225,8 @@ def transformer_step(steps: int, batch: int, seq: int, d_model: int, layers: int
     import warnings
 
     import torch
+
+    from droplab.tools import replace_dropout
 
     def build():
         torch.manual_seed(0)
@@ -243,7 +239,7 @@ def transformer_step(steps: int, batch: int, seq: int, d_model: int, layers: int
     models = {"torch": build()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the attention dropout it cannot reach
-        models["fast"] = _swap_dropout(build())
+        models["fast"] = replace_dropout(build(), backend="fast", seed=0)
     steppers = {}
     for name, model in models.items():
         model.train()
@@ -255,7 +251,7 @@ def transformer_step(steps: int, batch: int, seq: int, d_model: int, layers: int
             opt.step()
 
         steppers[name] = step
-    best = _best(steppers, steps)
+    best = best_of_each(steppers, steps)
     return {
         "shape": f"batch {batch} x seq {seq} x d_model {d_model}, {layers} layers",
         **{k: v for k, v in best.items()},

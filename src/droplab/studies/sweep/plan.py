@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from droplab.errors import DroplabError, UsageError
 
-# config keys that hold one value per hidden layer
-_PER_LAYER = ("dropout",)
+# config keys that hold one value per hidden layer; a single value applies to every layer
+_PER_LAYER = ("hidden", "dropout")
 # config keys that describe how a trial runs, not what it computes: not part of its identity
 _EXECUTION_KEYS = ("threads",)
 
@@ -25,11 +25,13 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 @dataclass
 class SweepSpec:
-    """What to sweep: ``grid`` (key -> values, in order), ``fixed`` (key -> value), ``seeds``."""
+    """What to sweep: ``grid`` (key -> values, in order), ``fixed`` (key -> value), ``seeds``;
+    and how: ``trial_timeout`` (seconds a trial may run before it is stopped; None: no limit)."""
 
     grid: dict[str, list] = field(default_factory=dict)
     fixed: dict[str, object] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
+    trial_timeout: float | None = None
 
 
 def parse_scalar(text: str):
@@ -106,34 +108,18 @@ def _from_toml(value):
 
 
 def build_spec(
-    file=None, grid: list[str] = (), fixed: list[str] = (), seeds: int | None = None
+    file=None,
+    grid: list[str] = (),
+    fixed: list[str] = (),
+    seeds: int | None = None,
+    trial_timeout: float | None = None,
 ) -> SweepSpec:
     """The sweep ``file`` (TOML, if any), then ``grid`` (``--grid KEY=V1,V2``), ``fixed``
-    (``--set KEY=VALUE``) and ``seeds`` (``--seeds N``: seeds 0..N-1) on top of it."""
-    spec = SweepSpec()
-    if file:
-        import tomllib
-
-        try:
-            with open(file, "rb") as f:
-                doc = tomllib.load(f)
-        except OSError as e:
-            raise UsageError(f"--file: cannot read {file}: {e.strerror}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UsageError(f"--file {file}: not valid TOML: {e}") from None
-        unknown = set(doc) - {"grid", "fixed", "seeds"}
-        if unknown:
-            raise UsageError(
-                f"--file {file}: unknown table(s) {', '.join(sorted(unknown))} "
-                "(expected [grid], [fixed], seeds)"
-            )
-        for key, values in doc.get("grid", {}).items():
-            if not isinstance(values, list) or not values:
-                raise UsageError(f"--file {file}: grid.{key} must be a non-empty list")
-            spec.grid[key] = [_from_toml(v) for v in values]
-        spec.fixed.update({k: _from_toml(v) for k, v in doc.get("fixed", {}).items()})
-        if "seeds" in doc:
-            spec.seeds = _seed_list(doc["seeds"], f"--file {file}: seeds")
+    (``--set KEY=VALUE``), ``seeds`` (``--seeds N``: seeds 0..N-1) and ``trial_timeout``
+    (``--trial-timeout SECONDS``) on top of it."""
+    spec = _read_file(file) if file else SweepSpec()
+    if trial_timeout is not None:
+        spec.trial_timeout = trial_timeout
     for text in grid or []:
         key, value = _split_assignment("--grid", text)
         spec.grid[key] = parse_values(key, value)
@@ -154,6 +140,40 @@ def build_spec(
     return spec
 
 
+def _read_file(file) -> SweepSpec:
+    import tomllib
+
+    try:
+        with open(file, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise UsageError(f"--file: cannot read {file}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"--file {file}: not valid TOML: {e}") from None
+    unknown = set(doc) - {"grid", "fixed", "seeds", "trial_timeout"}
+    if unknown:
+        raise UsageError(
+            f"--file {file}: unknown table(s) {', '.join(sorted(unknown))} "
+            "(expected [grid], [fixed], seeds, trial_timeout)"
+        )
+    spec = SweepSpec()
+    for key, values in doc.get("grid", {}).items():
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"--file {file}: grid.{key} must be a non-empty list")
+        spec.grid[key] = [_from_toml(v) for v in values]
+    spec.fixed.update({k: _from_toml(v) for k, v in doc.get("fixed", {}).items()})
+    if "seeds" in doc:
+        spec.seeds = _seed_list(doc["seeds"], f"--file {file}: seeds")
+    if "trial_timeout" in doc:
+        value = doc["trial_timeout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise UsageError(
+                f"--file {file}: trial_timeout must be a number of seconds > 0, got {value!r}"
+            )
+        spec.trial_timeout = float(value)
+    return spec
+
+
 def _seed_list(value, where: str) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return list(range(value))
@@ -165,14 +185,25 @@ def _seed_list(value, where: str) -> list[int]:
 # -- from the definition to trials -------------------------------------------------------------
 
 
-def _per_layer(config: dict, n_layers: int | None) -> dict:
-    """A single dropout rate applies to every hidden layer."""
+def _per_layer(config: dict, default_layers: int | None) -> dict:
+    """A single width (``hidden``) or rate (``dropout``) applies to every hidden layer.
+
+    The number of layers is that of whichever of the two is given per layer, else
+    ``default_layers`` (the default network's); None (a custom trainer) leaves single values.
+    """
+    given = [v for k in _PER_LAYER if isinstance(v := config.get(k), (list, tuple))]
+    n_layers = len(given[0]) if given else default_layers
     for key in _PER_LAYER:
         value = config.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and n_layers:
-            config[key] = (float(value),) * n_layers
+            config[key] = (value,) * n_layers
         elif isinstance(value, (list, tuple)):
-            config[key] = tuple(float(v) for v in value)
+            config[key] = tuple(value)
+    if "dropout" in config and isinstance(config["dropout"], tuple):
+        config["dropout"] = tuple(
+            float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for v in config["dropout"]
+        )
     return config
 
 
@@ -218,14 +249,15 @@ def plan(spec: SweepSpec, config_class=None) -> list[tuple[str, dict]]:
                     k: None if v == "none" and not isinstance(defaults.get(k), str) else v
                     for k, v in config.items()
                 }
-                hidden = config.get("hidden", defaults.get("hidden"))
-                n_layers = 1 if isinstance(hidden, int) else len(hidden or ())
-                config = _per_layer(config, n_layers)
+                config = _per_layer(config, len(defaults.get("hidden") or ()))
                 try:
                     config = config_class.from_dict({**defaults, **config}).to_dict()
                 except (ValueError, TypeError) as e:
-                    shown = ", ".join(f"{k}={config[k]}" for k in keys)
-                    raise UsageError(f"invalid trial ({shown}): {e}") from None
+                    shown = describe(_jsonable(config), keys)
+                    hint = ""
+                    if "one rate per hidden layer" in str(e) and "dropout" not in config:
+                        hint = "; set dropout too (--set dropout=0.5: one rate for every layer)"
+                    raise UsageError(f"invalid trial ({shown}): {e}{hint}") from None
             else:
                 config = _per_layer(config, None)
                 config["seed"] = seed

@@ -6,6 +6,10 @@ so a reader (``droplab report`` while a sweep runs) never blocks the driver, and
 any instant leaves the file consistent: at worst some rows say ``running``, and the next driver
 puts them back to ``pending`` (:meth:`Store.reset_running`).
 
+Every ``sqlite3`` error, and a row that does not decode, surfaces as a :class:`StoreError` naming
+the file (a full disk, a damaged or foreign ``sweep.db``), never as an ``sqlite3`` traceback; the
+file is opened with SQLite's ``quick_check`` so that damage is found before anything runs.
+
 Status of a trial: ``pending`` -> ``running`` -> ``done`` | ``failed``; ``failed`` -> ``running``
 again only when the user asks (``--retry-failed``). ``attempts`` counts the starts.
 """
@@ -17,8 +21,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from droplab.errors import DroplabError
 
 SCHEMA_VERSION = 1
 STATUSES = ("pending", "running", "done", "failed")
@@ -91,36 +98,89 @@ class Trial:
         return cls(**d)
 
 
+class StoreError(DroplabError):
+    """``sweep.db`` cannot be read or written (damaged, not a database, disk full); the message
+    names the file and says what is kept."""
+
+
 class Store:
     """``DIR/sweep.db``; open with ``Store(path)`` and use as a context manager (or ``close``)."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False):
+    def __init__(self, path: str | Path, *, readonly: bool = False, no_trace: bool = False):
+        """``readonly`` opens for reading; ``no_trace`` (a dry run) also leaves every byte of the
+        folder as it was, where SQLite would otherwise add its ``-wal`` and ``-shm`` files."""
         self.path = Path(path)
-        if readonly:
-            if not self.path.exists():
-                raise FileNotFoundError(f"no sweep database at {self.path}")
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            self.conn = sqlite3.connect(uri, uri=True, timeout=30)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # autocommit mode: every write below opens its own transaction explicitly
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")  # durable against a crash of ours
-            self.conn.executescript(_SCHEMA)  # idempotent statements, each its own transaction
-            self.conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+        self._no_trace = no_trace
+        self.conn = None
+        if readonly and not self.path.exists():
+            raise FileNotFoundError(f"no sweep database at {self.path}")
+        try:
+            self._open(readonly)
+        except BaseException:
+            self.close()
+            raise
         self.conn.row_factory = sqlite3.Row
+
+    def _open(self, readonly: bool) -> None:
+        with self._errors():
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                if self._no_trace and not Path(f"{self.path}-wal").exists():
+                    uri += "&immutable=1"  # all of it is in the file: read it as a plain file
+                self.conn = sqlite3.connect(uri, uri=True, timeout=30)
+                self._check_opened()
+                if not self._has_trials_table():
+                    raise StoreError(f"{self.path} holds no sweep (no trials table)")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                # autocommit mode: every write below opens its own transaction explicitly
+                self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self._check_opened()
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")  # durable against a crash of ours
+                self.conn.executescript(_SCHEMA)  # idempotent statements, each its own transaction
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _check_opened(self) -> None:
+        verdict = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
+
+    def _has_trials_table(self) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='trials'"
+        return self.conn.execute(query).fetchone() is not None
+
+    @contextmanager
+    def _errors(self, *, decoding: bool = False):
+        """``sqlite3`` errors (and, ``decoding`` rows, their decoding errors) -> one
+        :class:`StoreError` naming the file."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreError(_explain(self.path, e)) from None
+        except (ValueError, TypeError) as e:
+            if not decoding:
+                raise
+            raise StoreError(
+                f"{self.path} is damaged: a row does not decode ({type(e).__name__}: "
+                f"{str(e)[:80]}); {_ASIDE}"
+            ) from None
+
+    @contextmanager
     def _transaction(self):
-        return _Transaction(self.conn)
+        """One transaction, its errors named (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
+        with self._errors(), _Transaction(self.conn):
+            yield
 
     def close(self) -> None:
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def __enter__(self) -> Store:
         return self
@@ -211,12 +271,14 @@ class Store:
     # -- reads ---------------------------------------------------------------------------------
 
     def meta(self, key: str, default=None):
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        with self._errors(decoding=True):
+            row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return json.loads(row[0]) if row else default
 
     def statuses(self, ids: Iterable[str] | None = None) -> dict[str, str]:
         """``{id: status}`` for the given trials (all when ``ids`` is None)."""
-        rows = self.conn.execute("SELECT id, status FROM trials").fetchall()
+        with self._errors():
+            rows = self.conn.execute("SELECT id, status FROM trials").fetchall()
         found = {r[0]: r[1] for r in rows}
         return found if ids is None else {t: found[t] for t in ids if t in found}
 
@@ -227,17 +289,19 @@ class Store:
         return out
 
     def trials(self, status: str | None = None) -> list[Trial]:
-        if status is None:
-            rows = self.conn.execute("SELECT * FROM trials ORDER BY created, id").fetchall()
-        else:
-            rows = self.conn.execute(
-                "SELECT * FROM trials WHERE status=? ORDER BY created, id", (status,)
-            ).fetchall()
-        return [Trial.from_row(r) for r in rows]
+        with self._errors(decoding=True):
+            if status is None:
+                rows = self.conn.execute("SELECT * FROM trials ORDER BY created, id").fetchall()
+            else:
+                rows = self.conn.execute(
+                    "SELECT * FROM trials WHERE status=? ORDER BY created, id", (status,)
+                ).fetchall()
+            return [Trial.from_row(r) for r in rows]
 
     def check(self) -> str:
         """SQLite's own integrity check (``"ok"`` when the file is sound)."""
-        return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        with self._errors():
+            return self.conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
 class _Transaction:
@@ -253,6 +317,29 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             self.conn.execute("COMMIT")
-        else:
+            return False
+        try:
             self.conn.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite rolled back already (a failed write), or cannot
+            pass
         return False
+
+
+_ASIDE = "nothing was changed; move it aside to start the sweep afresh"
+
+
+def _explain(path: Path, e: sqlite3.Error) -> str:
+    """One line for an ``sqlite3`` error on ``path``."""
+    text = "".join(c if c.isprintable() else "?" for c in " ".join(str(e).split()))[:100]
+    if "Could not decode" in text:  # damaged text in a row
+        return f"{path} is damaged (a row does not decode: {text}); {_ASIDE}"
+    if isinstance(e, sqlite3.OperationalError) and any(
+        s in text for s in ("disk is full", "disk I/O error", "readonly", "unable to open")
+    ):
+        return (
+            f"cannot write {path}: {text} (a full disk or a file-size limit?); the trials "
+            "recorded before are kept: free some space and run the same command to resume"
+        )
+    if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+        return f"{path} is damaged or is not a sweep database ({text}); {_ASIDE}"
+    return f"{path}: {text}"

@@ -51,7 +51,12 @@ def run(plots=None) -> Checks:
     same = apply_mask(y, kept, p)
     show("droplab.functional.apply_mask", same)
     checks.equal("droplab.apply_mask(y, torch's mask, 0.4) = nn.Dropout's output", same, out)
+    _numpy_twin(checks, layer, inputs, y, p)
+    _drop_rates(checks, p)
+    return checks
 
+
+def _numpy_twin(checks: Checks, layer, inputs, y, p: float) -> None:
     heading("the NumPy engine: the same Linear weights, and seeded masks shared with droplab")
     twin = scratch.Linear(4, 5)
     twin.load_state_dict({k: v.numpy() for k, v in layer.state_dict().items()})
@@ -68,8 +73,11 @@ def run(plots=None) -> Checks:
     # float32 the two roundings may differ in the last bit
     checks.agree("NumPy Dropout = droplab.Dropout, float32", out_n, out_t)
 
+
+def _drop_rates(checks: Checks, p: float) -> None:
     # one example shows one mask; the drop rate over many elements is binomial
     n = 1_000_000
+    scale = 1 / (1 - p)
     heading(f"drop rate over {n:,} elements (binomial bound: 6 standard errors)")
     bound = 6 * math.sqrt(p * (1 - p) / n)
     ones = torch.ones(n)
@@ -91,4 +99,3 @@ def run(plots=None) -> Checks:
     checks.check(
         f"scratch.Dropout(0.4): drop rate 0.4 within {bound:.4f}", abs(rate_np - p) <= bound
     )
-    return checks

@@ -17,7 +17,6 @@ from torch import nn
 import droplab
 from droplab import attention as A
 from droplab.attention import scaled_dot_product_attention as sdpa
-from droplab.kernels import rng as krng
 from droplab.kernels.rng import derive_seed
 
 
@@ -417,13 +416,7 @@ def test_two_threads_running_routed_mha_keep_their_own_masks():
 # torch.compile of a routed model
 # ----------------------------------------------------------------------------------------------
 
-needs_tensor_seeds = pytest.mark.skipif(
-    not hasattr(krng, "derive_seed_tensor"),
-    reason="traced seeds (derive_seed_tensor) come with the composable core (issue 18, kernels)",
-)
 
-
-@needs_tensor_seeds
 @pytest.mark.parametrize("kind", ["timm", "mha"])
 def test_compiled_routed_model_has_no_graph_break_no_recompile_and_eager_bits(kind):
     import _timm_like

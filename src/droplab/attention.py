@@ -34,8 +34,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from droplab import functional as F
-from droplab.kernels import rng
-from droplab.kernels.rng import check_seed, derive_seed
+from droplab.kernels.rng import check_seed, derive_seed, derive_seed_tensor
 
 __all__ = [
     "AttentionRouter",
@@ -215,9 +214,8 @@ class AttentionRouter(TorchFunctionMode):
     def _next_seed(self):
         if self.seed is None:
             return None
-        tensor_seed = getattr(rng, "derive_seed_tensor", None)
-        if tensor_seed is not None and torch.compiler.is_compiling():
-            seed = tensor_seed(self.seed, self._step)  # traced: no recompile per step
+        if torch.compiler.is_compiling():
+            seed = derive_seed_tensor(self.seed, self._step)  # traced: no recompile per step
         else:
             seed = derive_seed(self.seed, int(self._step))
         self._step.add_(1)

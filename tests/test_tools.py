@@ -212,7 +212,8 @@ def test_transformer_encoder_layer():
     torch.manual_seed(0)
     layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.2)
     reference = copy.deepcopy(layer)
-    with pytest.warns(UserWarning, match="MultiheadAttention applies its attention dropout"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing left out of reach: no warning
         replace_dropout(layer, seed=1)
     for name in ("dropout", "dropout1", "dropout2"):
         assert type(getattr(layer, name)) is droplab.Dropout
@@ -224,9 +225,8 @@ def test_transformer_encoder_layer():
     with torch.no_grad():
         torch.testing.assert_close(layer(x), reference(x))
     torch.testing.assert_close(layer(x), reference(x))
-    # train: the dropout comes from droplab's modules, so the seed fixes the output
+    # train: every dropout, attention's included, comes from droplab: the seed fixes the output
     layer.train()
-    layer.self_attn.dropout = 0.0  # torch's attention dropout is out of reach
     called = []
     for name in ("dropout", "dropout1", "dropout2"):
         getattr(layer, name).register_forward_hook(lambda m, i, o, n=name: called.append(n))
@@ -234,6 +234,8 @@ def test_transformer_encoder_layer():
     a = layer(x)
     for name in ("dropout", "dropout1", "dropout2"):
         getattr(layer, name).step = 0
+    assert layer.self_attn.forward.router.step == 1
+    layer.self_attn.forward.router.step = 0
     torch.manual_seed(11)
     b = layer(x)
     assert torch.equal(a, b)
@@ -249,3 +251,38 @@ def test_replaced_model_trains_like_the_torch_model_in_eval():
     replace_dropout(model).eval()
     x = torch.randn(4, 8)
     assert torch.equal(model(x), reference(x))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from droplab import tools
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(tools, optionflags=flags)
+    assert result.attempted >= 10 and result.failed == 0
+
+
+def test_restore_dropout_undoes_replace_dropout_and_refuses_non_modules():
+    mha = nn.MultiheadAttention(8, 2, dropout=0.1)
+    drop = nn.Dropout(0.3)
+    model = nn.Sequential(drop, nn.Sequential(mha))
+    replace_dropout(model, seed=0)
+    assert type(model[0]) is droplab.Dropout and "forward" in mha.__dict__
+    assert droplab.tools.restore_dropout(model) is model
+    assert model[0] is drop and "forward" not in mha.__dict__
+    assert droplab.tools.restore_dropout(replace_dropout(nn.Dropout(0.2))).__class__ is nn.Dropout
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got int 3"):
+        droplab.tools.restore_dropout(3)
+
+
+def test_kwargs_a_constructor_does_not_take_are_left_out():
+    from _timm_like import DropPath
+
+    model = replace_dropout(nn.Sequential(nn.Dropout(0.1), DropPath(0.2)), backend="torch")
+    assert model[0].backend == "torch" and type(model[1]) is droplab.DropPath
+
+
+def test_classic_mode_warns_that_attention_stays_inverted():
+    with pytest.warns(UserWarning, match=re.escape("attention dropout stays inverted")):
+        replace_dropout(nn.MultiheadAttention(8, 2, dropout=0.1), mode="classic")

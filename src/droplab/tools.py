@@ -3,12 +3,16 @@
 ``check_scaling`` measures what a dropout layer must guarantee, ``E[y_train] = y_eval``, and
 flags the tutorial bug of scaling twice (dividing by ``1 - p`` in training AND multiplying by
 ``1 - p`` at eval). ``replace_dropout`` turns a torch model into one whose dropout is droplab's
-(seedable, classic or inverted, fast kernels), keeping every ``p``.
+(seedable, classic or inverted, fast kernels), keeping every ``p``: its modules (timm-style
+``DropPath`` included) and, through ``droplab.attention``, the attention dropout that models
+apply inside ``F.scaled_dot_product_attention``; ``restore_dropout`` undoes it.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -177,28 +181,73 @@ _REPLACEMENTS: dict[type, str] = {
 }
 
 
-def replace_dropout(model: nn.Module, **kwargs) -> nn.Module:
-    r"""Swap every torch dropout module in ``model`` for droplab's, with the same ``p``, in place.
+def _is_droplab(module: nn.Module) -> bool:
+    return type(module).__module__.split(".")[0] == "droplab"
 
-    Replaces ``torch.nn.Dropout``, ``Dropout1d``, ``Dropout2d``, ``Dropout3d``, ``AlphaDropout``
-    and ``FeatureAlphaDropout`` (exactly these classes, not subclasses of them, whose forward may
-    differ) at any depth, keeping ``p``, ``inplace`` and the training flag; a module registered
-    in several places is replaced by one droplab module. A torch class that droplab does not
-    have is left in place, with a warning. Returns ``model`` (or its replacement if ``model`` is
-    itself a dropout module).
 
-    ``kwargs`` go to every droplab constructor (``mode``, ``backend``, ...). A ``seed`` is not
-    shared: the ``i``-th replaced module (in ``model.modules()`` order) gets
-    ``derive_seed(seed, i)``, so that layers of the same shape do not drop the same elements.
+def _is_timm_drop_path(module: nn.Module) -> bool:
+    """timm's ``DropPath`` (or a copy of it): a class named so, with a ``drop_prob``."""
+    return (
+        type(module).__name__ == "DropPath"
+        and not _is_droplab(module)
+        and isinstance(getattr(module, "drop_prob", None), (int, float))
+    )
 
-    What it cannot reach: dropout that a model applies functionally, above all the attention
-    dropout of ``torch.nn.MultiheadAttention`` (its ``dropout`` float, applied inside torch's
-    attention kernel; a warning names it), and ``torch.nn.TransformerEncoderLayer``'s fused
-    inference path, which skips its dropout modules in eval (harmless for inverted dropout, but
-    ``mode="classic"`` would need its eval scaling there).
+
+def _accepted(cls: type, kwargs: dict) -> dict:
+    """The ``kwargs`` that ``cls``'s constructor takes (``DropPath`` has no ``backend``)."""
+    params = inspect.signature(cls).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def _swap_target(child: nn.Module, layers) -> tuple[str, type | None, dict]:
+    """(droplab class name, the class or None if droplab lacks it, its constructor arguments)."""
+    if _is_timm_drop_path(child):
+        scale = getattr(child, "scale_by_keep", True)  # timm < 0.6 always scaled
+        return "DropPath", layers.DropPath, {"p": child.drop_prob, "scale_by_keep": scale}
+    name = _REPLACEMENTS.get(type(child))
+    if name is None:
+        return "", None, {}
+    return name, getattr(layers, name, None), {"p": child.p, "inplace": child.inplace}
+
+
+def replace_dropout(model: nn.Module, *, attention: bool = True, **kwargs) -> nn.Module:
+    r"""Make every dropout of ``model`` droplab's, with the same ``p``, in place.
+
+    Modules: replaces ``torch.nn.Dropout``, ``Dropout1d``, ``Dropout2d``, ``Dropout3d``,
+    ``AlphaDropout`` and ``FeatureAlphaDropout`` (exactly these classes, not subclasses of them,
+    whose forward may differ) and timm-style ``DropPath`` (a class named ``DropPath`` with
+    ``drop_prob`` and ``scale_by_keep``, swapped for :class:`droplab.DropPath` with the same
+    semantics) at any depth, keeping ``p``, ``inplace`` and the training flag; a module
+    registered in several places is replaced by one droplab module. A torch class that droplab
+    does not have is left in place, with a warning.
+
+    Attention (``attention=True``): the modules that drop attention probabilities inside a call
+    (``torch.nn.MultiheadAttention``, and any module whose forward calls
+    ``F.scaled_dot_product_attention(dropout_p=...)``, ``F.dropout``, or Hugging Face's
+    ``attention_interface``: BERT, GPT-2, ViT in "sdpa" and "eager", timm's ``Attention``) are
+    routed through droplab's mask by :func:`droplab.attention.route_attention`: for this model
+    instance only, nothing global, undone by :func:`restore_dropout`. Eval outputs stay bit for
+    bit the same (PyTorch's own kernels run when nothing is dropped) and the state_dict does not
+    change. Attention dropout is inverted whatever ``mode`` says (the model passes ``p`` only
+    in training).
+
+    A warning names, by module path, each dropout it cannot reach: a forward that draws its own
+    random numbers (``torch.rand_like``, ``bernoulli``, ``F.dropout2d``, ... read from its
+    source), a module whose class is named like a dropout but is not one droplab knows. A
+    routed forward that makes such a draw with gradients on is named once more when it happens.
+
+    ``kwargs`` go to every droplab constructor that takes them (``mode``, ``backend``, ...). A
+    ``seed`` is not shared: the ``i``-th replaced module (in ``model.modules()`` order) gets
+    ``derive_seed(seed, i)`` and the ``j``-th attention module ``derive_seed(seed, n + j)``
+    after ``n`` replaced modules, so that layers of the same shape do not drop the same elements
+    and a seeded training run draws nothing from PyTorch's RNG.
+
+    Returns ``model`` (or its replacement if ``model`` is itself a dropout module).
 
     Args:
         model: the model to change in place.
+        attention: route attention dropout too. Default: ``True``
         **kwargs: keyword arguments of the droplab modules, e.g. ``mode``, ``seed``,
             ``backend``.
 
@@ -212,6 +261,7 @@ def replace_dropout(model: nn.Module, **kwargs) -> nn.Module:
           (1): Dropout(p=0.2, mode='inverted', inplace=False, seed=...)
         )
     """
+    from droplab import attention as attn  # here: model surgery loads it when used
     from droplab import layers  # here: the variant classes are looked up when called
 
     if not isinstance(model, nn.Module):
@@ -225,31 +275,79 @@ def replace_dropout(model: nn.Module, **kwargs) -> nn.Module:
     def swap(child: nn.Module) -> nn.Module | None:
         if id(child) in replaced:
             return replaced[id(child)]
-        name = _REPLACEMENTS.get(type(child))
-        if name is None:
-            return None
-        cls = getattr(layers, name, None)
+        name, cls, args = _swap_target(child, layers)
         if cls is None:
-            missing.add(name)
+            if name:
+                missing.add(name)
             return None
         extra = {} if seed is None else {"seed": derive_seed(seed, len(replaced))}
-        new = cls(**{"p": child.p, "inplace": child.inplace, **kwargs, **extra})
+        new = cls(**{**args, **_accepted(cls, kwargs), **extra})
         new.train(child.training)
+        # the original, for restore_dropout (a tuple: not registered as a submodule)
+        new.__dict__["_droplab_original"] = (child,)
         replaced[id(child)] = new
         return new
 
     root = swap(model)
     for parent in list(model.modules()):
-        if isinstance(parent, nn.MultiheadAttention) and parent.dropout > 0:
-            warnings.warn(
-                f"MultiheadAttention applies its attention dropout (p={parent.dropout}) inside "
-                "torch's attention kernel; replace_dropout cannot swap it",
-                stacklevel=2,
-            )
         for name, child in list(parent.named_children()):
             new = swap(child)
             if new is not None:
                 setattr(parent, name, new)
     for name in sorted(missing):
         warnings.warn(f"droplab has no {name}; torch.nn.{name} left in place", stacklevel=2)
-    return model if root is None else root
+    target = model if root is None else root
+    if attention:
+        routers = attn.route_attention(
+            target, seed=seed, backend=kwargs.get("backend", "auto"), first=len(replaced)
+        )
+        if routers and kwargs.get("mode", "inverted") == "classic":
+            warnings.warn(
+                "attention dropout stays inverted under mode='classic' ("
+                + ", ".join(r.path or "model" for r in routers)
+                + "): the model passes its p only in training",
+                stacklevel=2,
+            )
+    lines = attn.unreachable_dropout(target)
+    routed = {id(m) for _, m in attn.routed_modules(target)}
+    for name, module in target.named_modules():
+        kind = type(module).__name__
+        if (
+            re.search(r"Drop(out|Path|Block|Connect)", kind)
+            and not _is_droplab(module)
+            and not isinstance(module, nn.modules.dropout._DropoutNd)
+            and id(module) not in routed
+            and _swap_target(module, layers)[1] is None
+            and not any(line.startswith(f"{name or kind} ") for line in lines)
+        ):
+            lines.append(f"{name or kind} ({kind}) is not a dropout droplab knows")
+    for line in lines:
+        warnings.warn(f"replace_dropout cannot reach: {line}", stacklevel=2)
+    return target
+
+
+def restore_dropout(model: nn.Module) -> nn.Module:
+    """Undo :func:`replace_dropout`: the original modules back, attention unrouted, in place.
+
+    Each droplab module that ``replace_dropout`` put in is swapped back for the module it
+    replaced (the same object, its ``p`` as it was); every routed attention module gets its own
+    forward back. Returns ``model`` (or the original if ``model`` itself was replaced).
+
+    Examples::
+
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.2))
+        >>> type(restore_dropout(replace_dropout(model))[1]).__name__
+        'Dropout'
+    """
+    from droplab import attention as attn
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} {model!r}")
+    attn.unroute_attention(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            original = child.__dict__.get("_droplab_original")
+            if original is not None:
+                setattr(parent, name, original[0])
+    original = model.__dict__.get("_droplab_original")
+    return model if original is None else original[0]

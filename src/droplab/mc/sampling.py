@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from droplab._checks import check_seed
+from droplab.attention import routed_modules
 from droplab.mc.fast import BLOCK_ELEMENTS, plan, run_blocks
 from droplab.mc.summary import MCPrediction, Summary, fill_rows
 
@@ -96,6 +97,13 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
     repeating it repeats its masks). Warns when the model has no dropout-like module.
 
     Only the ``training`` flag of the dropout modules themselves is set (not their children's).
+    Attention dropout: a model's attention modules pass their ``p`` to
+    ``F.scaled_dot_product_attention`` (or ``F.dropout``) only when they are in training mode
+    themselves, so the attention modules that ``droplab.replace_dropout`` routed through droplab
+    (``droplab.attention.routed_modules``) are put in training mode too (their own flag only; in
+    Hugging Face BERT/GPT-2/ViT, timm's ``Attention`` and ``torch.nn.MultiheadAttention`` that
+    flag switches nothing but the dropout), and their routers' step counters are restored on
+    exit. An attention module that was not routed stays in eval: its dropout does not sample.
 
     Examples::
 
@@ -113,7 +121,9 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
     # seeded droplab modules count their training forwards (mask k comes from (seed, k)):
     # put the counters back too, so an evaluation amid a seeded training run leaves its masks
     steps = [(m, m.step) for m in drops if isinstance(getattr(m, "step", None), int)]
-    if not drops:
+    attention = [m for _, m in routed_modules(model)]
+    steps += [(m.forward.router, m.forward.router.step) for m in attention]
+    if not drops and not attention:
         warnings.warn(
             f"mc_dropout: {type(model).__name__} has no dropout module (torch.nn.Dropout & co or a "
             "droplab module), so its passes are deterministic; functional dropout "
@@ -123,7 +133,7 @@ def mc_dropout(model: nn.Module) -> Iterator[nn.Module]:
         )
     try:
         model.eval()
-        for m in drops:
+        for m in drops + attention:
             m.training = True
         yield model
     finally:

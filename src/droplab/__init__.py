@@ -3,8 +3,9 @@
 Functions: ``dropout`` (inverted or classic, ``p`` or ``keep_prob``, seeded), its variants
 (``dropout1d/2d/3d``, ``alpha_dropout``, ``gaussian_dropout``, ``drop_connect``, ``drop_path``,
 ``drop_block_2d``, ...), ``dropout_mask`` and ``derive_seed``. Modules: ``Dropout`` (a drop-in
-for ``torch.nn.Dropout``) and one per variant. Tools: ``replace_dropout``, ``check_scaling``,
-``mc_dropout``, ``mc_predict``. Submodules: ``scratch`` (the NumPy engine), ``data``, ``train``.
+for ``torch.nn.Dropout``) and one per variant. Tools: ``replace_dropout`` (undone by
+``restore_dropout``), ``check_scaling``, ``mc_dropout``, ``mc_predict``. Submodules: ``scratch``
+(the NumPy engine), ``attention`` (SDPA with droplab's mask), ``data``, ``train``.
 Run ``droplab --help`` for the command line; the README on the project page has a tour.
 
 Names are imported lazily (PEP 562), so that ``import droplab`` and ``droplab --help`` stay
@@ -20,7 +21,18 @@ from typing import TYPE_CHECKING
 from droplab._version import __version__
 
 if TYPE_CHECKING:
-    from droplab import data, functional, kernels, layers, mc, models, scratch, tools, train
+    from droplab import (
+        attention,
+        data,
+        functional,
+        kernels,
+        layers,
+        mc,
+        models,
+        scratch,
+        tools,
+        train,
+    )
     from droplab.functional import (
         alpha_dropout,
         drop_block_2d,
@@ -50,7 +62,7 @@ if TYPE_CHECKING:
         LockedDropout,
     )
     from droplab.mc import mc_dropout, mc_predict
-    from droplab.tools import check_scaling, replace_dropout
+    from droplab.tools import check_scaling, replace_dropout, restore_dropout
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -84,11 +96,13 @@ _EXPORTS: dict[str, str] = {
     # tools for models
     "replace_dropout": "droplab.tools",
     "check_scaling": "droplab.tools",
+    "restore_dropout": "droplab.tools",
     "mc_dropout": "droplab.mc",
     "mc_predict": "droplab.mc",
 }
 
 _SUBMODULES = (
+    "attention",
     "data",
     "functional",
     "layers",

@@ -129,11 +129,11 @@ def scaled_dot_product_attention(
     # the scale on q (L x E), not on the scores (L x S): one pass less over the largest tensor;
     # the mask in place, on the matmul's fresh output (its backward does not need it)
     scores = (query * factor) @ key.transpose(-2, -1)  # (N, ..., L, S)
+    # a causal row always keeps its first position, so only an attn_mask can empty a row
     masked = False
     if is_causal:
-        causal = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
-        scores.masked_fill_(~causal, float("-inf"))
-        masked = True
+        future = torch.ones(L, S, dtype=torch.bool, device=query.device).triu_(1)
+        scores.masked_fill_(future, float("-inf"))
     if attn_mask is not None:
         # in place unless the mask broadcasts the scores to a larger shape
         grows = torch.broadcast_shapes(scores.shape, attn_mask.shape) != scores.shape

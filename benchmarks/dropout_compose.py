@@ -12,8 +12,6 @@ Run from the repository root: ``PYTHONPATH=src python benchmarks/dropout_compose
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import torch
 from torch import nn
 
 import droplab
+from droplab.studies.bench import machine_line
 
 
 def load_old(base: str) -> tuple[types.ModuleType, types.ModuleType]:
@@ -154,11 +153,7 @@ def main() -> None:
     parser.add_argument("--skip-compiled", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{platform.platform()}; python {platform.python_version()}, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}"
-    )
+    print(f"machine: {machine_line()}")
     eager_section(args.base, args.reps)
     if not args.skip_compiled:
         compiled_section(args.reps)

@@ -37,8 +37,10 @@ import statistics
 import warnings
 
 import torch
-from models_overhead import build, interleaved, machine
+from models_overhead import build, interleaved
 from torch import nn
+
+from droplab.studies.bench import machine_line
 
 
 class Logits(nn.Module):
@@ -150,7 +152,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    print(machine())
+    print(machine_line())
     print(
         f"float32, CPU, T = {args.samples}, baal {importlib.metadata.version('baal')}, droplab {droplab.__version__}"
     )

@@ -35,13 +35,14 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import time
 import warnings
 
 import torch
 from torch import nn
+
+from droplab.studies.bench import machine_line
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -121,19 +122,6 @@ def interleaved(steps: dict, rounds: int, warmup: int = 2) -> dict[str, dict[str
             times[name]["wall"].append(time.perf_counter() - t0)
             times[name]["cpu"].append(time.process_time() - c0)
     return times
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} thread(s), Python {platform.python_version()}"
-    )
 
 
 def variants(kind: str, compiled: bool) -> dict:
@@ -273,7 +261,7 @@ def main(argv=None) -> None:
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     except ImportError:
         pass
-    print(machine())
+    print(machine_line())
     print(f"float32, CPU, batch {BATCH}, dropout rates {P}, compile={args.compile}")
     for kind in args.models:
         try:

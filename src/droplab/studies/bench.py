@@ -16,10 +16,13 @@ OVERHEAD_SIZES = {"1K": 1 << 10, "4K": 1 << 12, "64K": 1 << 16}
 
 
 def machine_line() -> str:
-    import numba
+    """The machine a benchmark ran on, in one line: CPU model and cores, Python, torch and its
+    threads, numba and its threads (or that it is missing). Every benchmark prints it."""
+    import os
+
     import torch
 
-    model = platform.processor() or "unknown CPU"
+    model = platform.processor() or platform.machine() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -28,10 +31,18 @@ def machine_line() -> str:
                     break
     except OSError:
         pass
+    try:
+        import numba
+
+        fast = (
+            f"numba {numba.__version__} threads {numba.get_num_threads()} "
+            f"({numba.config.THREADING_LAYER} layer)"
+        )
+    except ImportError:
+        fast = "no numba"
     return (
-        f"{model}; torch {torch.__version__} threads {torch.get_num_threads()}; "
-        f"numba {numba.__version__} threads {numba.get_num_threads()} "
-        f"({numba.config.THREADING_LAYER} layer)"
+        f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}; "
+        f"torch {torch.__version__} threads {torch.get_num_threads()}; {fast}"
     )
 
 

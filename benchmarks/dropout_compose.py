@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 import droplab
+from droplab._timer import best_of_each
 from droplab.studies.bench import machine_line
 
 
@@ -57,23 +58,16 @@ def load_old(base: str) -> tuple[types.ModuleType, types.ModuleType]:
     return functional, layers
 
 
-def per_call_us(fn, x, calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn(x)
-    return (time.perf_counter() - t0) / calls * 1e6
-
-
 def interleaved(cases: dict, x, reps: int, calls: int) -> dict[str, float]:
-    """Fastest per-call microseconds of each case over the reps, the cases alternating within
-    every rep (the minimum: the machine is shared, and interference only adds time)."""
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    for fn in cases.values():  # warm-up (kernel load, allocator)
-        per_call_us(fn, x, 3)
-    for _ in range(reps):
-        for name, fn in cases.items():
-            times[name].append(per_call_us(fn, x, calls))
-    return {k: min(v) for k, v in times.items()}
+    """Fastest per-call microseconds of each case over the reps (``calls`` calls a timing), the
+    cases alternating within every rep (the minimum: the machine is shared, and interference only
+    adds time); a warm-up call of each first (kernel load, allocator)."""
+
+    def batch(fn):
+        return lambda: [fn(x) for _ in range(calls)]
+
+    best = best_of_each({k: batch(fn) for k, fn in cases.items()}, reps)
+    return {k: v / calls * 1e6 for k, v in best.items()}
 
 
 def eager_section(base: str, reps: int) -> None:

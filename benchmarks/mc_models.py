@@ -37,9 +37,10 @@ import statistics
 import warnings
 
 import torch
-from models_overhead import build, interleaved
+from models_overhead import build
 from torch import nn
 
+from droplab._timer import timings_of_each
 from droplab.studies.bench import machine_line
 
 
@@ -104,7 +105,7 @@ def compare(kind: str, T: int, rounds: int) -> None:
         "droplab": run_droplab,
         "droplab+": run_droplab_plus,
     }
-    times = interleaved(steps, rounds, warmup=1)
+    times = timings_of_each(steps, rounds, warmup=1)
     print(f"\n{kind}: {x.shape[0]} inputs x {T} passes, seconds ({rounds} rounds)")
     for clock in ("cpu", "wall"):
         best = {k: min(t[clock]) for k, t in times.items()}

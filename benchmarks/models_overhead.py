@@ -36,12 +36,12 @@ import argparse
 import copy
 import os
 import statistics
-import time
 import warnings
 
 import torch
 from torch import nn
 
+from droplab._timer import timings_of_each
 from droplab.studies.bench import machine_line
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,26 +102,6 @@ def stepper(kind, model, x, y):
         opt.step()
 
     return step
-
-
-def interleaved(steps: dict, rounds: int, warmup: int = 2) -> dict[str, dict[str, list[float]]]:
-    """Seconds per step of each entry, one step of each per round, the order rotated.
-
-    Both clocks: ``cpu`` (``time.process_time``, the CPU time of this process: what the step
-    costs, unaffected by waiting for a core that other work holds) and ``wall``.
-    """
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times = {name: {"cpu": [], "wall": []} for name in steps}
-    names = list(steps)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            c0, t0 = time.process_time(), time.perf_counter()
-            steps[name]()
-            times[name]["wall"].append(time.perf_counter() - t0)
-            times[name]["cpu"].append(time.process_time() - c0)
-    return times
 
 
 def variants(kind: str, compiled: bool) -> dict:
@@ -229,7 +209,7 @@ def components(kind: str, rounds: int) -> None:
             fwd_bwd(lambda t: droplab.dropout(t, P, True, seed=1), t)() for t in leaves
         ],
     }
-    times = interleaved(ops, rounds, warmup=2)
+    times = timings_of_each(ops, rounds, warmup=2)
     best = {name: min(t["cpu"]) for name, t in times.items()}
     torch_attn = layers * (best["attn torch"] - best["attn p=0"])
     ours_attn = layers * (best["attn droplab"] - best["attn p=0"])
@@ -266,7 +246,7 @@ def main(argv=None) -> None:
     for kind in args.models:
         try:
             steps = variants(kind, args.compile)
-            times = interleaved(steps, args.rounds, warmup=2 if not args.compile else 3)
+            times = timings_of_each(steps, args.rounds, warmup=2 if not args.compile else 3)
         except Exception as e:  # a compile failure is a result to report, not a crash
             print(f"\n{kind}: failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
             continue

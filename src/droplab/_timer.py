@@ -71,3 +71,24 @@ def best_of(
 ) -> float:
     """The best seconds of ``repeats`` calls of ``fn``."""
     return best_of_each({"fn": fn}, repeats, clock=clock, warmup=warmup)["fn"]
+
+
+def timings_of_each(
+    fns: Mapping[str, Callable[[], object]], rounds: int, *, warmup: int = 0
+) -> dict[str, dict[str, list[float]]]:
+    """Every timing of each function over ``rounds`` rounds, one call of each per round, the order
+    rotated each round; both clocks, ``{"cpu": [...], "wall": [...]}`` per function: ``cpu``
+    (``time.process_time``, what the call costs this process, unaffected by waiting for a core
+    that other work holds) and ``wall``. For medians and spreads; ``best_of_each`` for a best."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: {"cpu": [], "wall": []} for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            fns[name]()
+            times[name]["wall"].append(time.perf_counter() - t0)
+            times[name]["cpu"].append(time.process_time() - c0)
+    return times

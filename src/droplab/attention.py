@@ -126,31 +126,32 @@ def scaled_dot_product_attention(
         groups = query.size(-3) // key.size(-3)
         key = key.repeat_interleave(groups, dim=-3)
         value = value.repeat_interleave(groups, dim=-3)
-    # the scale on q (L x E), not on the scores (L x S): one pass less over the largest tensor;
-    # the mask in place, on the matmul's fresh output (its backward does not need it)
+    # the scale on q (L x E), not on the scores (L x S): one pass less over the largest tensor
     scores = (query * factor) @ key.transpose(-2, -1)  # (N, ..., L, S)
-    # a causal row always keeps its first position, so only an attn_mask can empty a row
-    masked = False
+    # masks are added as a bias of 0 and -inf, as in PyTorch's reference: in place on the
+    # matmul's fresh output, and with no backward pass of their own (a masked_fill_ has one)
+    masked = False  # a causal row always keeps its first position: only attn_mask empties rows
     if is_causal:
-        future = torch.ones(L, S, dtype=torch.bool, device=query.device).triu_(1)
-        scores.masked_fill_(future, float("-inf"))
+        scores.add_(_causal_bias(L, S, scores.dtype, scores.device))
     if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            bias = torch.zeros(attn_mask.shape, dtype=scores.dtype, device=scores.device)
+            attn_mask = bias.masked_fill_(~attn_mask, float("-inf"))
         # in place unless the mask broadcasts the scores to a larger shape
         grows = torch.broadcast_shapes(scores.shape, attn_mask.shape) != scores.shape
-        if attn_mask.dtype == torch.bool:
-            fill = float("-inf")
-            scores = (
-                scores.masked_fill(~attn_mask, fill)
-                if grows
-                else scores.masked_fill_(~attn_mask, fill)
-            )
-        else:
-            scores = scores + attn_mask if grows else scores.add_(attn_mask)
+        scores = scores + attn_mask if grows else scores.add_(attn_mask)
         masked = True
     # a row that may attend to nothing gives zeros, as in PyTorch's math kernel, not NaN
     probs = torch._safe_softmax(scores, -1) if masked else scores.softmax(-1)
     probs = F.dropout(probs, dropout_p, True, seed=seed, backend=backend)
     return probs @ value
+
+
+def _causal_bias(L: int, S: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(L, S): 0 where query ``i`` may attend to key ``j <= i``, ``-inf`` above the diagonal
+    (PyTorch's top-left causal mask)."""
+    future = torch.ones(L, S, dtype=torch.bool, device=device).triu_(1)
+    return torch.zeros(L, S, dtype=dtype, device=device).masked_fill_(future, float("-inf"))
 
 
 # ----------------------------------------------------------------------------------------------

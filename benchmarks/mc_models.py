@@ -13,6 +13,10 @@ time of the process and wall clock, as in ``models_overhead.py``):
     droplab     droplab.mc_predict(model, x, samples=20, seed=0) on the same torch model
     droplab+    droplab.mc_predict on the model after droplab.replace_dropout(seed=0): droplab's
                 masks, and the attention dropout sampled too (more dropout than baal samples)
+    no dropout  the floor: the same forward of the model with every rate 0 (dropout costs
+                nothing) and the same summary, stacked (and "loop": 20 forwards of the batch).
+                No sampler that runs the model's forward T times can beat the faster of the
+                two, so baal / floor bounds the speed-up any of them can reach
 
 What is compared, and why:
 
@@ -75,6 +79,8 @@ def compare(kind: str, T: int, rounds: int) -> None:
 
     model, x, _ = build(kind, 0.1)
     plain = Logits(model, kind == "gpt2").eval()
+    zero = Logits(build(kind, 0.0)[0], kind == "gpt2").eval()
+    zero.load_state_dict(plain.state_dict())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = droplab.replace_dropout(copy.deepcopy(plain), seed=0).eval()
@@ -99,11 +105,24 @@ def compare(kind: str, T: int, rounds: int) -> None:
     def run_droplab_plus():
         results["droplab+"] = droplab.mc_predict(ours, x, samples=T, seed=0, keep_samples=True)
 
+    def run_floor():
+        with torch.no_grad():
+            stacked = x.repeat(T, *([1] * (x.dim() - 1)))  # pass-major, as the samplers stack
+            logits = zero(stacked).view(T, x.shape[0], -1).permute(1, 2, 0)  # (N, C, T)
+        summarize(logits)
+
+    def run_floor_loop():
+        with torch.no_grad():
+            logits = torch.stack([zero(x) for _ in range(T)], dim=-1)  # (N, C, T)
+        summarize(logits)
+
     steps = {
         "baal": run_baal,
         "baal loop": run_baal_loop,
         "droplab": run_droplab,
         "droplab+": run_droplab_plus,
+        "no dropout": run_floor,
+        "no dropout loop": run_floor_loop,
     }
     times = timings_of_each(steps, rounds, warmup=1)
     print(f"\n{kind}: {x.shape[0]} inputs x {T} passes, seconds ({rounds} rounds)")
@@ -116,6 +135,14 @@ def compare(kind: str, T: int, rounds: int) -> None:
                 f"speed-up vs baal: best {best['baal'] / best[k]:5.2f}x, "
                 f"median {med['baal'] / med[k]:5.2f}x (target >= 2)"
             )
+    floor = {
+        c: min(min(times[k][c]) for k in ("no dropout", "no dropout loop")) for c in times["baal"]
+    }
+    print(
+        f"  bound: any sampler running this forward is at most "
+        f"{min(times['baal']['cpu']) / floor['cpu']:.2f}x (cpu) / "
+        f"{min(times['baal']['wall']) / floor['wall']:.2f}x (wall) faster than baal"
+    )
     b, d, dp = results["baal"], results["droplab"], results["droplab+"]
     diffs = {
         k: float((getattr(d, k).double() - b[k]).abs().max())

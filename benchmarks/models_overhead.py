@@ -130,6 +130,8 @@ def report(kind: str, times: dict, compiled: bool) -> None:
             f"{statistics.median(t['cpu']) * 1e3:7.1f} | wall best {min(t['wall']) * 1e3:7.1f} "
             f"median {statistics.median(t['wall']) * 1e3:7.1f}"
         )
+    if not compiled:
+        paired(times)
     for clock in ("cpu", "wall"):
         for label, stat in (("best", min), ("median", statistics.median)):
             s = {k: stat(t[clock]) for k, t in times.items()}
@@ -148,6 +150,23 @@ def report(kind: str, times: dict, compiled: bool) -> None:
                 f"droplab/torch {ours / theirs:5.2f} (target <= 0.20); routing alone "
                 f"{routing * 1e3:5.1f} ms; step droplab p / torch p {s['droplab p'] / s['torch p']:.3f}"
             )
+
+
+def paired(times: dict) -> None:
+    """The overheads as medians of per-round differences: each round runs the four steps back to
+    back, so a round-to-round drift of the machine (a neighbour's load, the CPU's clock) cancels
+    in each difference, which best-of and median-of-steps figures do not do."""
+    for clock in ("cpu", "wall"):
+        t = {k: v[clock] for k, v in times.items()}
+        diff = {k: [a - b for a, b in zip(t[k], t["torch 0"])] for k in ("torch p", "droplab p")}
+        theirs, ours = (statistics.median(diff[k]) for k in ("torch p", "droplab p"))
+        q = {k: statistics.quantiles(v, n=4) for k, v in diff.items()}
+        print(
+            f"  {clock} paired median: overhead torch {theirs * 1e3:6.1f} ms (IQR "
+            f"{q['torch p'][0] * 1e3:.1f} to {q['torch p'][2] * 1e3:.1f}), droplab "
+            f"{ours * 1e3:6.1f} ms (IQR {q['droplab p'][0] * 1e3:.1f} to "
+            f"{q['droplab p'][2] * 1e3:.1f}), droplab/torch {ours / theirs:5.2f} (target <= 0.20)"
+        )
 
 
 def dropout_shapes(kind: str) -> tuple[list[tuple[int, ...]], tuple[int, ...], int]:

@@ -131,7 +131,7 @@ def compare(kind: str, T: int, rounds: int) -> None:
         med = {k: statistics.median(t[clock]) for k, t in times.items()}
         for k in steps:
             print(
-                f"  {clock:4s} {k:10s} best {best[k]:7.3f}   median {med[k]:7.3f}   "
+                f"  {clock:4s} {k:15s} best {best[k]:7.3f}   median {med[k]:7.3f}   "
                 f"speed-up vs baal: best {best['baal'] / best[k]:5.2f}x, "
                 f"median {med['baal'] / med[k]:5.2f}x (target >= 2)"
             )

@@ -37,3 +37,12 @@ def make_tiny(n_train: int = 512, n_test: int = 256, *, seed: int = 0, noise: fl
 def tiny_data():
     """``(train, test)``: 512 and 256 synthetic 784-pixel images of 10 classes."""
     return make_tiny()
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: Ctrl-C as a terminal delivers
+    it. A shell that runs the suite in the background (``cmd &``) leaves SIGINT ignored in its
+    children, and Python then installs no KeyboardInterrupt handler at all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

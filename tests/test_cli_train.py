@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sigint_default
 from droplab import data as data_module
 from droplab.__main__ import main
 from droplab.cli import train as train_cmd
@@ -146,6 +147,8 @@ CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from conftest import make_tiny
+from conftest import sigint_default
+
 from droplab.cli import train as train_cmd
 from droplab.__main__ import main
 train_cmd.load_data = lambda: make_tiny(2048, 64)
@@ -164,7 +167,8 @@ def test_ctrl_c_or_sigterm_exit_and_leave_consistent_files(tmp_path, sig, exit_c
     out = tmp_path / "run"
     code = textwrap.dedent(CHILD).format(tests=str(Path(__file__).parent), out=str(out))
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=sigint_default)  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (out / "metrics.json").exists() and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sigint_default
 from droplab.__main__ import main
 from droplab.cli import sweep as sweep_cli
 from droplab.errors import UsageError
@@ -202,7 +203,12 @@ def _driver(out, *extra, env):
         *extra,
     ]
     return subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=sigint_default,
     )
 
 
